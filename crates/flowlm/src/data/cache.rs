@@ -1,0 +1,116 @@
+//! On-disk token cache: a corpus is tokenized once per (files, tokenizer); later runs read the
+//! ids back. The key covers each file's path, size and modification time and the tokenizer file.
+
+use super::documents::{Document, data_files, load_documents};
+use crate::error::{FlowError, Result};
+use crate::tokenizer::Tokenizer;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+/// A tokenized document: prompt ids (empty for plain text) and response/text ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizedDocument {
+    pub prompt: Vec<u32>,
+    pub body: Vec<u32>,
+}
+
+/// `$FLOWLM_CACHE_DIR`, else `$HOME/.cache/flowlm`, else `.flowlm-cache`.
+pub fn cache_directory() -> PathBuf {
+    if let Ok(dir) = std::env::var("FLOWLM_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    match std::env::var("HOME") {
+        Ok(home) => Path::new(&home).join(".cache").join("flowlm"),
+        Err(_) => PathBuf::from(".flowlm-cache"),
+    }
+}
+
+fn cache_key(path: &Path, tokenizer: &Tokenizer) -> Result<u64> {
+    let mut hasher = DefaultHasher::new();
+    for file in data_files(path)? {
+        let meta = std::fs::metadata(&file).map_err(|e| FlowError::io(&file, e))?;
+        file.hash(&mut hasher);
+        meta.len().hash(&mut hasher);
+        meta.modified().ok().hash(&mut hasher);
+    }
+    // The serialized tokenizer identifies it exactly.
+    let json = match tokenizer {
+        Tokenizer::Hf(t) => t.to_json()?,
+        Tokenizer::Simple(t) => t.to_json()?,
+    };
+    json.hash(&mut hasher);
+    Ok(hasher.finish())
+}
+
+/// Tokenizes every document under `path`, reading from / writing to the cache. Returns the
+/// documents and whether the cache was used.
+pub fn tokenize_cached(path: &Path, tokenizer: &Tokenizer, use_cache: bool) -> Result<(Vec<TokenizedDocument>, bool)> {
+    let key = cache_key(path, tokenizer)?;
+    let file = cache_directory().join(format!("tokens-{key:016x}.bin"));
+    if use_cache && let Some(documents) = read_cache(&file) {
+        return Ok((documents, true));
+    }
+    let mut tokenized = Vec::new();
+    for document in load_documents(path)? {
+        tokenized.push(match document {
+            Document::Text(text) => TokenizedDocument {
+                prompt: Vec::new(),
+                body: tokenizer.encode(&text)?,
+            },
+            Document::PromptResponse { prompt, response } => TokenizedDocument {
+                prompt: tokenizer.encode(&prompt)?,
+                body: tokenizer.encode(&response)?,
+            },
+        });
+    }
+    if use_cache && std::fs::create_dir_all(cache_directory()).is_ok() {
+        // A failed cache write only costs the next run a re-tokenization.
+        let _ = crate::io::write_atomic(&file, &encode_cache(&tokenized));
+    }
+    Ok((tokenized, false))
+}
+
+fn push_ids(out: &mut Vec<u8>, ids: &[u32]) {
+    out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+    for id in ids {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+}
+
+fn encode_cache(documents: &[TokenizedDocument]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"FLTK1");
+    out.extend_from_slice(&(documents.len() as u64).to_le_bytes());
+    for d in documents {
+        push_ids(&mut out, &d.prompt);
+        push_ids(&mut out, &d.body);
+    }
+    out
+}
+
+fn read_cache(file: &Path) -> Option<Vec<TokenizedDocument>> {
+    let bytes = std::fs::read(file).ok()?;
+    let mut cursor = bytes.strip_prefix(b"FLTK1")?;
+    let take_u64 = |c: &mut &[u8]| -> Option<u64> {
+        let (head, tail) = c.split_at_checked(8)?;
+        *c = tail;
+        Some(u64::from_le_bytes(head.try_into().ok()?))
+    };
+    let count = take_u64(&mut cursor)?;
+    let mut documents = Vec::new();
+    for _ in 0..count {
+        let mut parts = [Vec::new(), Vec::new()];
+        for part in &mut parts {
+            let n = take_u64(&mut cursor)? as usize;
+            let (head, tail) = cursor.split_at_checked(n * 4)?;
+            cursor = tail;
+            *part = head
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+        }
+        let [prompt, body] = parts;
+        documents.push(TokenizedDocument { prompt, body });
+    }
+    Some(documents)
+}

@@ -1,0 +1,118 @@
+//! Reading documents: `.txt`/`.md` files, folders of them, and JSONL with `{"text"}`,
+//! `{"prompt","response"}` or `{"messages":[{"role","content"}]}` rows.
+
+use crate::error::{FlowError, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Document {
+    Text(String),
+    /// The prompt is conditioning only: never corrupted, never scored.
+    PromptResponse { prompt: String, response: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Row {
+    Text { text: String },
+    PromptResponse { prompt: String, response: String },
+    Chat { messages: Vec<Message> },
+}
+
+/// The files a path stands for, in a stable order: the file itself, or every `.txt`, `.md` and
+/// `.jsonl` file below a folder.
+pub fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(FlowError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder (give a text file, a .jsonl file or a folder of them)"),
+        ));
+    }
+    let mut files = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| FlowError::io(&dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| FlowError::io(&dir, e))?;
+            let p = entry.path();
+            if p.is_dir() {
+                pending.push(p);
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("txt" | "md" | "jsonl")) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(FlowError::Parse {
+            path: path.to_path_buf(),
+            message: "the folder holds no .txt, .md or .jsonl files".into(),
+        });
+    }
+    Ok(files)
+}
+
+/// Reads every document under `path`.
+pub fn load_documents(path: &Path) -> Result<Vec<Document>> {
+    let mut documents = Vec::new();
+    for file in data_files(path)? {
+        let text = crate::io::read_to_string(&file)?;
+        if file.extension().and_then(|e| e.to_str()) == Some("jsonl") {
+            documents.extend(parse_jsonl(&text, &file)?);
+        } else {
+            documents.push(Document::Text(text));
+        }
+    }
+    Ok(documents)
+}
+
+pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Document>> {
+    let mut documents = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let error = |message: String| FlowError::Jsonl {
+            path: path.to_path_buf(),
+            line: index + 1,
+            message,
+        };
+        let row: Row = serde_json::from_str(line).map_err(|e| {
+            error(format!("{e}; each line must be {{\"text\"}}, {{\"prompt\",\"response\"}} or {{\"messages\":[{{\"role\",\"content\"}}]}}"))
+        })?;
+        documents.push(match row {
+            Row::Text { text } => Document::Text(text),
+            Row::PromptResponse { prompt, response } => Document::PromptResponse { prompt, response },
+            Row::Chat { messages } => chat_document(messages).map_err(error)?,
+        });
+    }
+    Ok(documents)
+}
+
+/// A chat becomes prompt = every turn before the last assistant turn, response = that turn.
+fn chat_document(messages: Vec<Message>) -> std::result::Result<Document, String> {
+    let last = messages
+        .iter()
+        .rposition(|m| m.role == "assistant")
+        .ok_or("a chat row needs at least one message with role \"assistant\"")?;
+    let prompt: String = messages[..last]
+        .iter()
+        .map(|m| format!("{}: {}\n", m.role, m.content))
+        .chain(std::iter::once("assistant: ".to_string()))
+        .collect();
+    Ok(Document::PromptResponse {
+        prompt,
+        response: messages[last].content.clone(),
+    })
+}

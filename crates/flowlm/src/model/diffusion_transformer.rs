@@ -1,0 +1,486 @@
+//! `DiffusionTransformer`: a bidirectional (or, by config, causal) pre-norm transformer that maps
+//! a noisy sequence -- token ids or input embeddings, optionally a time t -- to logits at every
+//! position. Generic over the burn backend through burn's device dispatch: the same code runs on
+//! Flex (CPU) and Vulkan (GPU).
+
+use crate::error::{FlowError, Result};
+use burn::module::Module;
+use burn::nn::{
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+    RmsNorm, RmsNormConfig,
+};
+use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+fn default_model_type() -> String {
+    "flowlm-diffusion-transformer".into()
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_init_std() -> f64 {
+    0.02
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionEncoding {
+    /// Rotary embeddings in every attention layer (default).
+    Rope,
+    /// Seed 002's fixed sin/cos table added to the input.
+    Sinusoidal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    Rms,
+    Layer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Swiglu,
+    Gelu,
+}
+
+/// The model's `config.json`; field names follow Hugging Face conventions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffusionTransformerConfig {
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_position")]
+    pub position_encoding: PositionEncoding,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_norm")]
+    pub norm: NormKind,
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    #[serde(default = "default_activation")]
+    pub hidden_act: Activation,
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+    /// Adds seed 002's time embedding; needed by uniform diffusion, optional elsewhere.
+    #[serde(default)]
+    pub time_conditioning: bool,
+    /// Causal attention: the autoregressive baseline is this model with this switch on.
+    #[serde(default)]
+    pub causal: bool,
+    #[serde(default = "default_init_std")]
+    pub initializer_range: f64,
+}
+
+fn default_position() -> PositionEncoding {
+    PositionEncoding::Rope
+}
+fn default_norm() -> NormKind {
+    NormKind::Rms
+}
+fn default_activation() -> Activation {
+    Activation::Swiglu
+}
+
+impl DiffusionTransformerConfig {
+    /// A small default: 4 layers, hidden 256, 4 heads.
+    pub fn small(vocab_size: usize, max_position_embeddings: usize) -> Self {
+        Self {
+            model_type: default_model_type(),
+            vocab_size,
+            hidden_size: 256,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            intermediate_size: 683,
+            max_position_embeddings,
+            position_encoding: PositionEncoding::Rope,
+            rope_theta: default_rope_theta(),
+            norm: NormKind::Rms,
+            norm_eps: default_norm_eps(),
+            hidden_act: Activation::Swiglu,
+            tie_word_embeddings: true,
+            time_conditioning: false,
+            causal: false,
+            initializer_range: default_init_std(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, field: &str, message: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(FlowError::config(field, message))
+            }
+        };
+        check(self.vocab_size > 0, "vocab_size", "must be positive".into())?;
+        check(self.num_hidden_layers > 0, "num_hidden_layers", "must be positive".into())?;
+        check(self.num_attention_heads > 0, "num_attention_heads", "must be positive".into())?;
+        check(
+            self.hidden_size % self.num_attention_heads == 0,
+            "hidden_size",
+            format!(
+                "{} is not divisible by num_attention_heads = {}",
+                self.hidden_size, self.num_attention_heads
+            ),
+        )?;
+        check(
+            (self.hidden_size / self.num_attention_heads).is_multiple_of(2),
+            "hidden_size",
+            "the head size (hidden_size / num_attention_heads) must be even for RoPE".into(),
+        )?;
+        check(self.intermediate_size > 0, "intermediate_size", "must be positive".into())?;
+        check(
+            self.max_position_embeddings > 0,
+            "max_position_embeddings",
+            "must be positive".into(),
+        )
+    }
+
+    pub fn head_size(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    pub fn init(&self, device: &Device) -> DiffusionTransformer {
+        let linear = |i: usize, o: usize| LinearConfig::new(i, o).with_bias(false).init(device);
+        let norm = || match self.norm {
+            NormKind::Rms => Norm::Rms(
+                RmsNormConfig::new(self.hidden_size)
+                    .with_epsilon(self.norm_eps)
+                    .init(device),
+            ),
+            NormKind::Layer => Norm::Layer(
+                LayerNormConfig::new(self.hidden_size)
+                    .with_epsilon(self.norm_eps)
+                    .init(device),
+            ),
+        };
+        let (d, f) = (self.hidden_size, self.intermediate_size);
+        let layers = (0..self.num_hidden_layers)
+            .map(|_| TransformerBlock {
+                attention_norm: norm(),
+                query: linear(d, d),
+                key: linear(d, d),
+                value: linear(d, d),
+                output: linear(d, d),
+                feed_forward_norm: norm(),
+                feed_forward: match self.hidden_act {
+                    Activation::Swiglu => FeedForward::Swiglu(SwigluFeedForward {
+                        gate: linear(d, f),
+                        up: linear(d, f),
+                        down: linear(f, d),
+                    }),
+                    Activation::Gelu => FeedForward::Gelu(GeluFeedForward {
+                        up: LinearConfig::new(d, f).init(device),
+                        down: LinearConfig::new(f, d).init(device),
+                    }),
+                },
+                num_heads: self.num_attention_heads,
+            })
+            .collect();
+        let embed = EmbeddingConfig::new(self.vocab_size, d)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: self.initializer_range,
+            })
+            .init(device);
+        let time_embedding = self.time_conditioning.then(|| TimeEmbedding {
+            first: LinearConfig::new(d, d).init(device),
+            second: LinearConfig::new(d, d).init(device),
+        });
+        let lm_head = (!self.tie_word_embeddings).then(|| linear(d, self.vocab_size));
+        DiffusionTransformer {
+            embed_tokens: embed,
+            time_embedding,
+            layers,
+            final_norm: norm(),
+            lm_head,
+            hidden_size: d,
+            head_size: self.head_size(),
+            rope: self.position_encoding == PositionEncoding::Rope,
+            rope_theta: self.rope_theta,
+            causal: self.causal,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub enum Norm {
+    Rms(RmsNorm),
+    Layer(LayerNorm),
+}
+
+impl Norm {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Norm::Rms(n) => n.forward(x),
+            Norm::Layer(n) => n.forward(x),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct SwigluFeedForward {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct GeluFeedForward {
+    up: Linear,
+    down: Linear,
+}
+
+#[derive(Module, Debug)]
+pub enum FeedForward {
+    Swiglu(SwigluFeedForward),
+    Gelu(GeluFeedForward),
+}
+
+impl FeedForward {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            FeedForward::Swiglu(f) => f
+                .down
+                .forward(silu(f.gate.forward(x.clone())) * f.up.forward(x)),
+            FeedForward::Gelu(f) => f.down.forward(gelu(f.up.forward(x))),
+        }
+    }
+}
+
+/// Seed 002's time embedding: sinusoidal features of t, then a two-layer SiLU MLP.
+#[derive(Module, Debug)]
+pub struct TimeEmbedding {
+    first: Linear,
+    second: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct TransformerBlock {
+    attention_norm: Norm,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    feed_forward_norm: Norm,
+    feed_forward: FeedForward,
+    num_heads: usize,
+}
+
+/// Rotary tables for one forward pass, `[B, 1, L, head]` each.
+#[derive(Clone)]
+struct Rotary {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+}
+
+impl TransformerBlock {
+    fn forward(&self, x: Tensor<3>, rotary: Option<&Rotary>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
+        let [batch, length, hidden] = x.dims();
+        let head = hidden / self.num_heads;
+        let h = self.attention_norm.forward(x.clone());
+        let split = |t: Tensor<3>| t.reshape([batch, length, self.num_heads, head]).swap_dims(1, 2);
+        let mut q = split(self.query.forward(h.clone()));
+        let mut k = split(self.key.forward(h.clone()));
+        let v = split(self.value.forward(h));
+        if let Some(r) = rotary {
+            q = apply_rotary(q, r);
+            k = apply_rotary(k, r);
+        }
+        let mut scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (head as f64).sqrt());
+        if let Some(mask) = mask {
+            scores = scores.mask_fill(mask, -1e9);
+        }
+        let attended = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, length, hidden]);
+        let x = x + self.output.forward(attended);
+        let f = self.feed_forward.forward(self.feed_forward_norm.forward(x.clone()));
+        x + f
+    }
+}
+
+fn rotate_half(x: Tensor<4>) -> Tensor<4> {
+    let [b, h, l, d] = x.dims();
+    let first = x.clone().slice([0..b, 0..h, 0..l, 0..d / 2]);
+    let second = x.slice([0..b, 0..h, 0..l, d / 2..d]);
+    Tensor::cat(vec![second.neg(), first], 3)
+}
+
+fn apply_rotary(x: Tensor<4>, r: &Rotary) -> Tensor<4> {
+    x.clone() * r.cos.clone() + rotate_half(x) * r.sin.clone()
+}
+
+/// What the network reads: token ids or input embeddings (soft tokens, flow states).
+pub enum DenoiserInput {
+    Tokens(Tensor<2, Int>),
+    Embeddings(Tensor<3>),
+}
+
+#[derive(Module, Debug)]
+pub struct DiffusionTransformer {
+    pub embed_tokens: Embedding,
+    time_embedding: Option<TimeEmbedding>,
+    layers: Vec<TransformerBlock>,
+    final_norm: Norm,
+    lm_head: Option<Linear>,
+    hidden_size: usize,
+    head_size: usize,
+    rope: bool,
+    rope_theta: f64,
+    causal: bool,
+}
+
+impl DiffusionTransformer {
+    /// Logits `[B, L, V]`.
+    ///
+    /// - `positions` `[B, L]`: position of each slot (rows padded on the left start later, so
+    ///   a padded row sees the same positions as the row alone);
+    /// - `time` `[B]`: noise level in [0, 1], used only when the model has a time embedding;
+    /// - `key_padding` `[B, L]`: true where a slot is padding and must not be attended to.
+    pub fn forward(
+        &self,
+        input: DenoiserInput,
+        positions: Tensor<2>,
+        time: Option<Tensor<1>>,
+        key_padding: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
+        let mut x = match input {
+            DenoiserInput::Tokens(ids) => self.embed_tokens.forward(ids),
+            DenoiserInput::Embeddings(e) => e,
+        };
+        let [batch, length, hidden] = x.dims();
+        let device = x.device();
+        if let (Some(te), Some(t)) = (&self.time_embedding, time) {
+            // t in [0,1] is scaled to seed 002's 0..1000 step range before the sin/cos features.
+            let features = sinusoidal(t.mul_scalar(1000.0).reshape([batch, 1]), hidden);
+            let e = te.second.forward(silu(te.first.forward(features)));
+            x = x + e.reshape([batch, 1, hidden]);
+        }
+        let rotary = if self.rope {
+            Some(self.rotary_tables(positions))
+        } else {
+            x = x + sinusoidal_positions(positions, hidden);
+            None
+        };
+        let mask = self.attention_mask(batch, length, key_padding, &device);
+        for layer in &self.layers {
+            x = layer.forward(x, rotary.as_ref(), mask.clone());
+        }
+        let h = self.final_norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(h),
+            None => {
+                let weight = self.embed_tokens.weight.val();
+                h.matmul(weight.transpose().unsqueeze())
+            }
+        }
+    }
+
+    /// Convenience: ids `[B, L]`, positions 0..L, no time, no padding.
+    pub fn forward_ids(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, length] = ids.dims();
+        let positions = default_positions(batch, length, &ids.device());
+        self.forward(DenoiserInput::Tokens(ids), positions, None, None)
+    }
+
+    /// The input embedding matrix `[V, hidden]`.
+    pub fn input_embeddings(&self) -> Tensor<2> {
+        self.embed_tokens.weight.val()
+    }
+
+    pub fn is_causal(&self) -> bool {
+        self.causal
+    }
+
+    fn rotary_tables(&self, positions: Tensor<2>) -> Rotary {
+        let [batch, length] = positions.dims();
+        let half = self.head_size / 2;
+        let device = positions.device();
+        let inverse_frequency: Vec<f32> = (0..half)
+            .map(|i| (1.0 / self.rope_theta.powf(2.0 * i as f64 / self.head_size as f64)) as f32)
+            .collect();
+        let inverse_frequency =
+            Tensor::<1>::from_data(TensorData::new(inverse_frequency, [half]), &device);
+        let angles = positions.reshape([batch, length, 1]) * inverse_frequency.reshape([1, 1, half]);
+        let angles = Tensor::cat(vec![angles.clone(), angles], 2).reshape([batch, 1, length, self.head_size]);
+        Rotary {
+            cos: angles.clone().cos(),
+            sin: angles.sin(),
+        }
+    }
+
+    fn attention_mask(
+        &self,
+        batch: usize,
+        length: usize,
+        key_padding: Option<Tensor<2, Bool>>,
+        device: &Device,
+    ) -> Option<Tensor<4, Bool>> {
+        let padding = key_padding.map(|p| p.reshape([batch, 1, 1, length]).expand([batch, 1, length, length]));
+        let causal = self.causal.then(|| {
+            let mut future = vec![false; length * length];
+            for i in 0..length {
+                for j in i + 1..length {
+                    future[i * length + j] = true;
+                }
+            }
+            Tensor::<2, Bool>::from_data(TensorData::new(future, [length, length]), device)
+                .reshape([1, 1, length, length])
+                .expand([batch, 1, length, length])
+        });
+        match (padding, causal) {
+            (Some(p), Some(c)) => Some(p.bool_or(c)),
+            (p, c) => p.or(c),
+        }
+    }
+}
+
+/// Positions 0..L for every row, as floats `[B, L]`.
+pub fn default_positions(batch: usize, length: usize, device: &Device) -> Tensor<2> {
+    Tensor::<1, Int>::arange(0..length as i64, device)
+        .float()
+        .reshape([1, length])
+        .expand([batch, length])
+}
+
+/// Transformer sin/cos features of scalar values `[B, 1]` -> `[B, width]`.
+fn sinusoidal(values: Tensor<2>, width: usize) -> Tensor<2> {
+    let [batch, _] = values.dims();
+    let half = width / 2;
+    let frequencies: Vec<f32> = (0..half)
+        .map(|i| (-(10_000f64.ln()) * i as f64 / half as f64).exp() as f32)
+        .collect();
+    let frequencies = Tensor::<1>::from_data(TensorData::new(frequencies, [half]), &values.device());
+    let angles = values * frequencies.reshape([1, half]);
+    let features = Tensor::cat(vec![angles.clone().sin(), angles.cos()], 1);
+    if width % 2 == 1 {
+        let zeros = Tensor::zeros([batch, 1], &features.device());
+        return Tensor::cat(vec![features, zeros], 1);
+    }
+    features
+}
+
+/// Seed 002's fixed positional table for positions `[B, L]` -> `[B, L, width]`.
+fn sinusoidal_positions(positions: Tensor<2>, width: usize) -> Tensor<3> {
+    let [batch, length] = positions.dims();
+    sinusoidal(positions.reshape([batch * length, 1]), width).reshape([batch, length, width])
+}

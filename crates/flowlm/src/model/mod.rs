@@ -1,0 +1,64 @@
+//! The `Denoiser` concept: a noisy canvas (optionally a time t) -> logits at every position.
+//! Samplers see only this trait, so a test double with fixed logits can drive any of them.
+
+mod diffusion_transformer;
+pub mod saved;
+pub mod saved_defaults;
+
+pub use diffusion_transformer::{
+    Activation, DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, NormKind,
+    PositionEncoding, default_positions,
+};
+pub use saved::{FlowlmMetadata, ModelDenoiser, SavedModel, stable_parameter_ids};
+
+use crate::canvas::Canvas;
+use crate::error::Result;
+
+/// Logits on the host, `[batch, length, vocab]` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logits {
+    pub batch: usize,
+    pub length: usize,
+    pub vocab: usize,
+    pub values: Vec<f32>,
+}
+
+impl Logits {
+    pub fn at(&self, row: usize, position: usize) -> &[f32] {
+        let start = (row * self.length + position) * self.vocab;
+        &self.values[start..start + self.vocab]
+    }
+
+    pub fn at_mut(&mut self, row: usize, position: usize) -> &mut [f32] {
+        let start = (row * self.length + position) * self.vocab;
+        &mut self.values[start..start + self.vocab]
+    }
+}
+
+/// The network as samplers see it.
+pub trait Denoiser {
+    fn vocab_size(&self) -> usize;
+    /// Logits for every slot of every canvas row. `time` (one per row, 1 = all noise) is
+    /// passed to models with a time embedding and ignored by the others.
+    fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits>;
+}
+
+/// Softmax of one row of logits, in f64 for stable confidences.
+pub fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let mut out: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
+    let sum: f64 = out.iter().sum();
+    out.iter_mut().for_each(|p| *p /= sum);
+    out
+}
+
+/// Index and value of the largest entry (first one on ties).
+pub fn argmax(values: &[f32]) -> (usize, f32) {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &v) in values.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best
+}

@@ -1,0 +1,217 @@
+//! A saved model is a directory, Hugging Face style: `config.json`, `model.safetensors`,
+//! `tokenizer.json`, and `flowlm.json` (corruption, special ids, sampler defaults).
+
+use super::{DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, Logits};
+use crate::canvas::Canvas;
+use crate::corruption::CorruptionConfig;
+use crate::error::{FlowError, Result};
+use crate::tokenizer::Tokenizer;
+pub use super::saved_defaults::SamplerDefaults;
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const METADATA_FILE: &str = "flowlm.json";
+
+/// `flowlm.json`: what the weights alone do not say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowlmMetadata {
+    pub format_version: u32,
+    pub mask_token_id: u32,
+    pub pad_token_id: u32,
+    pub eos_token_id: u32,
+    pub corruption: CorruptionConfig,
+    #[serde(default)]
+    pub sampler_defaults: SamplerDefaults,
+    /// Sequence length the model was trained on.
+    pub sequence_length: usize,
+    /// Free-form training summary (steps, tokens, validation figures).
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+/// A model directory loaded into memory.
+pub struct SavedModel {
+    pub directory: PathBuf,
+    pub config: DiffusionTransformerConfig,
+    pub metadata: FlowlmMetadata,
+    pub tokenizer: Tokenizer,
+    pub model: DiffusionTransformer,
+}
+
+fn require(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(FlowError::Model {
+            path: dir.to_path_buf(),
+            message: format!("missing {name}; a model directory holds {CONFIG_FILE}, {WEIGHTS_FILE}, {TOKENIZER_FILE} and {METADATA_FILE}"),
+        })
+    }
+}
+
+impl SavedModel {
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(FlowError::Model {
+                path: dir.to_path_buf(),
+                message: "not a directory (pass a model directory such as models/default)".into(),
+            });
+        }
+        let config: DiffusionTransformerConfig = crate::io::read_json(&require(dir, CONFIG_FILE)?)?;
+        config.validate()?;
+        let metadata: FlowlmMetadata = crate::io::read_json(&require(dir, METADATA_FILE)?)?;
+        let tokenizer = Tokenizer::from_file(&require(dir, TOKENIZER_FILE)?)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(FlowError::Model {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "the tokenizer has {} tokens but config.json says vocab_size = {}",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            });
+        }
+        let model = load_weights(config.init(device), &require(dir, WEIGHTS_FILE)?)?;
+        Ok(Self {
+            directory: dir.to_path_buf(),
+            config,
+            metadata,
+            tokenizer,
+            model,
+        })
+    }
+
+    /// Writes the four files of a model directory (each one atomically).
+    pub fn save_parts(
+        dir: &Path,
+        config: &DiffusionTransformerConfig,
+        metadata: &FlowlmMetadata,
+        tokenizer: &Tokenizer,
+        model: &DiffusionTransformer,
+    ) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| FlowError::io(dir, e))?;
+        crate::io::write_json(&dir.join(CONFIG_FILE), config)?;
+        crate::io::write_json(&dir.join(METADATA_FILE), metadata)?;
+        tokenizer.save(&dir.join(TOKENIZER_FILE))?;
+        save_weights(model, &dir.join(WEIGHTS_FILE))
+    }
+
+    pub fn denoiser(&self, device: &Device) -> ModelDenoiser {
+        ModelDenoiser {
+            model: self.model.clone(),
+            device: device.clone(),
+        }
+    }
+}
+
+pub fn save_weights(model: &DiffusionTransformer, path: &Path) -> Result<()> {
+    let temporary = crate::io::temporary_sibling(path);
+    let mut store = SafetensorsStore::from_file(temporary.clone());
+    model
+        .save_into(&mut store)
+        .map_err(|e| FlowError::Checkpoint(format!("{}: {e}", path.display())))?;
+    std::fs::rename(&temporary, path).map_err(|e| FlowError::io(path, e))
+}
+
+/// Loads weights into `model`; any missing, unused or mis-shaped tensor is an error.
+pub fn load_weights(mut model: DiffusionTransformer, path: &Path) -> Result<DiffusionTransformer> {
+    let mut store = SafetensorsStore::from_file(path.to_path_buf());
+    let mismatch = |message: String| FlowError::Model {
+        path: path.to_path_buf(),
+        message: format!("the weights do not match config.json: {message}"),
+    };
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| mismatch(e.to_string()))?;
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(mismatch(format!(
+            "errors {:?}, missing {:?}, unexpected {:?}",
+            result.errors, result.missing, result.unused
+        )));
+    }
+    Ok(stable_parameter_ids(model))
+}
+
+/// Renumbers parameter ids 0, 1, 2, ... in module order. Optimizer state is keyed by these ids,
+/// and safetensors does not store them, so a resumed run must see the same ids as the run that
+/// saved the state.
+pub fn stable_parameter_ids<M: Module>(module: M) -> M {
+    struct Renumber(u64);
+    impl ModuleMapper for Renumber {
+        fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.id = ParamId::from(self.0);
+            self.0 += 1;
+            param
+        }
+        fn map_int<const D: usize>(&mut self, mut param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
+            param.id = ParamId::from(self.0);
+            self.0 += 1;
+            param
+        }
+        fn map_bool<const D: usize>(&mut self, mut param: Param<Tensor<D, Bool>>) -> Param<Tensor<D, Bool>> {
+            param.id = ParamId::from(self.0);
+            self.0 += 1;
+            param
+        }
+    }
+    module.map(&mut Renumber(0))
+}
+
+/// The burn model as a `Denoiser`.
+#[derive(Clone)]
+pub struct ModelDenoiser {
+    pub model: DiffusionTransformer,
+    pub device: Device,
+}
+
+/// Tensors for a canvas: ids, positions that skip the left padding, and the padding mask.
+pub fn canvas_tensors(canvas: &Canvas, device: &Device) -> (Tensor<2, Int>, Tensor<2>, Option<Tensor<2, Bool>>) {
+    let (batch, width) = (canvas.batch(), canvas.width());
+    let ids: Vec<i64> = canvas.rows.iter().flatten().map(|&t| t as i64).collect();
+    let mut positions = Vec::with_capacity(batch * width);
+    let mut padding = Vec::with_capacity(batch * width);
+    for &pad in &canvas.padding {
+        for column in 0..width {
+            positions.push(column.saturating_sub(pad) as f32);
+            padding.push(column < pad);
+        }
+    }
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, width]), device);
+    let positions = Tensor::<2>::from_data(TensorData::new(positions, [batch, width]), device);
+    let any_padding = canvas.padding.iter().any(|&p| p > 0);
+    let padding = any_padding.then(|| Tensor::<2, Bool>::from_data(TensorData::new(padding, [batch, width]), device));
+    (ids, positions, padding)
+}
+
+impl super::Denoiser for ModelDenoiser {
+    fn vocab_size(&self) -> usize {
+        self.model.embed_tokens.weight.dims()[0]
+    }
+
+    fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits> {
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        let time = time.map(|t| Tensor::<1>::from_data(TensorData::new(t.to_vec(), [t.len()]), &self.device));
+        let logits = self
+            .model
+            .forward(DenoiserInput::Tokens(ids), positions, time, padding);
+        let [batch, length, vocab] = logits.dims();
+        let values = logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| FlowError::Unsupported(format!("reading logits: {e:?}")))?;
+        Ok(Logits {
+            batch,
+            length,
+            vocab,
+            values,
+        })
+    }
+}

@@ -1,0 +1,429 @@
+//! The trainer: one loop for every corruption and objective. AdamW, warmup + cosine learning
+//! rate, global gradient clipping, gradient accumulation, periodic validation and samples,
+//! `metrics.jsonl`, a loss-curve PNG, atomic checkpoints, exact resume, and a clean stop on
+//! Ctrl-C (the caller sets the interrupt flag; the loop checkpoints and returns).
+//!
+//! Why a hand-written loop rather than burn-train's `Learner`: the loop must own the data order
+//! and every random draw (keyed by seed and step) for resume to be exact, and it must run
+//! corruptions that live on the host. The scale-out path stays open: the step is
+//! `forward -> backward -> GradientsParams -> optimizer.step`, exactly the unit burn's DDP
+//! strategy all-reduces, so a multi-device run swaps `GradientsParams` for burn's
+//! `MultiGradientsParams` and `step` for `step_multi` without touching the rest.
+
+mod checkpoint;
+mod clipping;
+mod plot;
+mod schedule;
+
+pub use checkpoint::{TrainerState, checkpoint_path, find_checkpoint};
+pub use clipping::clip_global_norm;
+pub use plot::plot_losses;
+pub use schedule::LearningRateSchedule;
+
+use crate::canvas::Canvas;
+use crate::corruption::{CleanBatch, Corruption};
+use crate::data::{PackedDataset, Sequence, pack, tokenize_cached};
+use crate::error::{FlowError, Result};
+use crate::model::{DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, ModelDenoiser, default_positions, saved::load_weights, stable_parameter_ids};
+use crate::objective::{batch_tensors, weighted_cross_entropy};
+use crate::random::{permutation, rng_for};
+use crate::recipe::{Recipe, TokenizerKind, TokenizerSection};
+use crate::sampler::{LladaSampler, Sampler};
+use crate::tokenizer::{SimpleTokenizer, SimpleUnit, Tokenizer, train_byte_level_bpe};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use checkpoint::{CheckpointParts, load_optimizer, write_checkpoint};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::Rng;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Salts of the random streams, so no two uses share draws.
+const EPOCH_STREAM: u64 = 1 << 40;
+const CORRUPTION_STREAM: u64 = 2 << 40;
+const LENGTH_STREAM: u64 = 3 << 40;
+pub const VALIDATION_STREAM: u64 = 4 << 40;
+const SAMPLE_STREAM: u64 = 5 << 40;
+
+pub const RECIPE_FILE: &str = "recipe.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const PLOT_FILE: &str = "loss.png";
+
+pub struct TrainOptions {
+    pub run_dir: PathBuf,
+    pub resume: bool,
+    /// The plain device; the trainer adds autodiff.
+    pub device: Device,
+    pub show_progress: bool,
+    pub interrupt: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub state: TrainerState,
+    pub interrupted: bool,
+    pub checkpoint: PathBuf,
+}
+
+/// Builds the tokenizer a recipe asks for.
+pub fn build_tokenizer(section: &TokenizerSection, data: &Path, scratch: &Path) -> Result<Tokenizer> {
+    let path = || {
+        section
+            .path
+            .clone()
+            .ok_or_else(|| FlowError::config("tokenizer.path", "this tokenizer kind needs a path"))
+    };
+    match section.kind {
+        TokenizerKind::File => Tokenizer::from_file(&path()?),
+        TokenizerKind::Gpt2 => Tokenizer::from_dir(&path()?),
+        TokenizerKind::Bpe => {
+            // Train on the documents' text (so JSONL trains on its contents, not its syntax).
+            let documents = crate::data::load_documents(data)?;
+            let corpus = scratch.join(".bpe-corpus.txt");
+            let mut text = String::new();
+            for d in documents {
+                match d {
+                    crate::data::Document::Text(t) => text.push_str(&t),
+                    crate::data::Document::PromptResponse { prompt, response } => {
+                        text.push_str(&prompt);
+                        text.push_str(&response);
+                    }
+                }
+                text.push('\n');
+            }
+            std::fs::write(&corpus, text).map_err(|e| FlowError::io(&corpus, e))?;
+            let tokenizer = train_byte_level_bpe(std::slice::from_ref(&corpus), section.vocab_size);
+            let _ = std::fs::remove_file(&corpus);
+            tokenizer
+        }
+        TokenizerKind::Char | TokenizerKind::Word => {
+            let documents = crate::data::load_documents(data)?;
+            let texts: Vec<String> = documents
+                .into_iter()
+                .flat_map(|d| match d {
+                    crate::data::Document::Text(t) => vec![t],
+                    crate::data::Document::PromptResponse { prompt, response } => vec![prompt, response],
+                })
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let unit = if section.kind == TokenizerKind::Char { SimpleUnit::Char } else { SimpleUnit::Word };
+            Ok(Tokenizer::Simple(SimpleTokenizer::build(unit, &refs, section.min_count)))
+        }
+    }
+}
+
+/// The model config a recipe implies for a tokenizer.
+pub fn model_config(recipe: &Recipe, vocab_size: usize) -> DiffusionTransformerConfig {
+    let m = &recipe.model;
+    let mut config = DiffusionTransformerConfig::small(vocab_size, recipe.data.sequence_length);
+    config.hidden_size = m.hidden_size;
+    config.num_hidden_layers = m.num_hidden_layers;
+    config.num_attention_heads = m.num_attention_heads;
+    config.intermediate_size = m.intermediate_size;
+    config.position_encoding = m.position_encoding;
+    config.norm = m.norm;
+    config.hidden_act = m.hidden_act;
+    config.tie_word_embeddings = m.tie_word_embeddings;
+    config.time_conditioning = m.time_conditioning;
+    config.causal = m.causal;
+    config
+}
+
+/// The data order: row k of the endless stream is train[perm_epoch[k mod n]].
+struct DataOrder {
+    seed: u64,
+    size: usize,
+    cached_epoch: Option<(usize, Vec<usize>)>,
+}
+
+impl DataOrder {
+    fn indices(&mut self, start: usize, count: usize) -> Vec<usize> {
+        (start..start + count)
+            .map(|k| {
+                let epoch = k / self.size;
+                if self.cached_epoch.as_ref().is_none_or(|c| c.0 != epoch) {
+                    let order = permutation(self.size, &mut rng_for(self.seed, EPOCH_STREAM + epoch as u64));
+                    self.cached_epoch = Some((epoch, order));
+                }
+                self.cached_epoch.as_ref().map(|c| c.1[k % self.size]).unwrap_or(0)
+            })
+            .collect()
+    }
+}
+
+/// LLaDA: a small share of batches is cut to a random shorter length.
+fn maybe_shorten(clean: CleanBatch, probability: f64, rng: &mut crate::random::StdRng) -> CleanBatch {
+    if probability <= 0.0 || clean.length < 4 || rng.random::<f64>() >= probability {
+        return clean;
+    }
+    let length = rng.random_range(2..clean.length);
+    let keep = |v: &[u32]| v.chunks(clean.length).flat_map(|r| r[..length].to_vec()).collect::<Vec<_>>();
+    let eligible = clean
+        .eligible
+        .chunks(clean.length)
+        .flat_map(|r| r[..length].to_vec())
+        .collect();
+    CleanBatch {
+        tokens: keep(&clean.tokens),
+        batch: clean.batch,
+        length,
+        eligible,
+    }
+}
+
+/// The loss of one corrupted batch on `device` (a scalar tensor, differentiable when the model is).
+pub fn batch_loss(model: &DiffusionTransformer, corruption: &dyn Corruption, clean: &CleanBatch, rng: &mut crate::random::StdRng, device: &Device) -> burn::tensor::Tensor<1> {
+    let corrupted = corruption.corrupt(clean, rng);
+    let (ids, targets, weights, time) = batch_tensors(&corrupted, clean.batch, clean.length, device);
+    let positions = default_positions(clean.batch, clean.length, device);
+    let logits = model.forward(DenoiserInput::Tokens(ids), positions, Some(time), None);
+    weighted_cross_entropy(logits, targets, weights, corrupted.normalizer)
+}
+
+/// Mean loss over `sequences` in batches, `repeats` Monte-Carlo passes, draws keyed by `seed`.
+pub fn mean_loss(model: &DiffusionTransformer, corruption: &dyn Corruption, sequences: &[Sequence], batch_size: usize, repeats: usize, seed: u64, device: &Device, mut on_batch: impl FnMut()) -> f64 {
+    let mut total = 0.0;
+    let mut count = 0usize;
+    for repeat in 0..repeats {
+        for (index, chunk) in (0..sequences.len()).collect::<Vec<_>>().chunks(batch_size).enumerate() {
+            let clean = PackedDataset::batch(sequences, chunk);
+            let mut rng = rng_for(seed, VALIDATION_STREAM + (repeat * 1_000_003 + index) as u64);
+            let loss = batch_loss(model, corruption, &clean, &mut rng, device).into_scalar::<f32>() as f64;
+            total += loss * chunk.len() as f64;
+            count += chunk.len();
+            on_batch();
+        }
+    }
+    total / count.max(1) as f64
+}
+
+fn append_metric(run: &Path, value: serde_json::Value) {
+    let path = run.join(METRICS_FILE);
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(file, "{value}");
+    }
+}
+
+/// A short generation shown during training.
+pub fn training_sample(model: &DiffusionTransformer, tokenizer: &Tokenizer, prompt: &str, length: usize, seed: u64, device: &Device) -> Result<String> {
+    let special = tokenizer.special();
+    let prompt_ids = tokenizer.encode(prompt)?;
+    let mut canvas = Canvas::new(&[prompt_ids], length, special.mask, special.pad)?;
+    let sampler = LladaSampler {
+        steps: length,
+        block_length: length,
+        ..Default::default()
+    };
+    let denoiser = ModelDenoiser {
+        model: model.clone(),
+        device: device.clone(),
+    };
+    sampler.run(&denoiser, &mut canvas, &mut rng_for(seed, SAMPLE_STREAM), &mut |_, _| {})?;
+    Ok(format!("{prompt}{}", tokenizer.decode(canvas.response(0))?))
+}
+
+pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainOutcome> {
+    let run = &options.run_dir;
+    std::fs::create_dir_all(run).map_err(|e| FlowError::io(run, e))?;
+    let t = &recipe.training;
+    let resume_from = if options.resume { Some(find_checkpoint(run)?) } else { None };
+
+    let tokenizer = match &resume_from {
+        Some(dir) => Tokenizer::from_file(&dir.join(crate::model::saved::TOKENIZER_FILE))?,
+        None => {
+            log(&format!("building the {:?} tokenizer", recipe.tokenizer.kind));
+            build_tokenizer(&recipe.tokenizer, &recipe.data.path, run)?
+        }
+    };
+    let special = tokenizer.special();
+    let (documents, cached) = tokenize_cached(&recipe.data.path, &tokenizer, recipe.data.cache)?;
+    let dataset = pack(&documents, recipe.data.sequence_length, special.eos, recipe.data.validation_fraction, t.seed)?;
+    log(&format!(
+        "data: {} train rows, {} validation rows of {} tokens ({})",
+        dataset.train.len(),
+        dataset.validation.len(),
+        dataset.sequence_length,
+        if cached { "token cache hit" } else { "tokenized" }
+    ));
+
+    let config = model_config(recipe, tokenizer.vocab_size());
+    config.validate()?;
+    let metadata = FlowlmMetadata {
+        format_version: 1,
+        mask_token_id: special.mask,
+        pad_token_id: special.pad,
+        eos_token_id: special.eos,
+        corruption: recipe.corruption.clone(),
+        sampler_defaults: recipe.sampler.clone(),
+        sequence_length: recipe.data.sequence_length,
+        training: serde_json::Value::Null,
+    };
+    let train_device = options.device.clone().autodiff();
+    let mut optimizer: ModuleOptimizer = AdamWConfig::new()
+        .with_weight_decay(t.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .init();
+    let (mut model, mut state) = match &resume_from {
+        Some(dir) => {
+            let model = load_weights(config.init(&train_device), &dir.join(crate::model::saved::WEIGHTS_FILE))?;
+            optimizer = load_optimizer(optimizer, dir)?;
+            let state: TrainerState = crate::io::read_json(&dir.join(checkpoint::STATE_FILE))?;
+            log(&format!("resuming {} at step {}", run.display(), state.step));
+            (model, state)
+        }
+        None => {
+            train_device.seed(t.seed);
+            let model = stable_parameter_ids(config.init(&train_device));
+            std::fs::write(run.join(RECIPE_FILE), recipe.to_toml()?).map_err(|e| FlowError::io(run, e))?;
+            let _ = std::fs::remove_file(run.join(METRICS_FILE));
+            let state = TrainerState {
+                step: 0,
+                tokens_seen: 0,
+                elapsed_seconds: 0.0,
+                train_losses: Vec::new(),
+                validation_losses: Vec::new(),
+            };
+            (model, state)
+        }
+    };
+    log(&format!("model: {} parameters, corruption `{}`", model.num_params(), recipe.corruption.name()));
+
+    let corruption = recipe.corruption.build(special.mask);
+    let evaluation = recipe.corruption.evaluation(special.mask);
+    let schedule = LearningRateSchedule {
+        peak: t.learning_rate,
+        warmup_steps: t.warmup_steps,
+        total_steps: t.max_steps,
+        final_ratio: t.final_learning_rate_ratio,
+    };
+    let mut order = DataOrder {
+        seed: t.seed,
+        size: dataset.train.len(),
+        cached_epoch: None,
+    };
+    let bar = if options.show_progress { ProgressBar::new(t.max_steps as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(state.step as u64);
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_seconds;
+    let mut window = (Instant::now(), 0u64);
+    let base_device = options.device.clone();
+    let save = |model: &DiffusionTransformer, optimizer: &ModuleOptimizer, state: &TrainerState| {
+        let mut metadata = metadata.clone();
+        metadata.training = serde_json::json!({
+            "steps": state.step,
+            "tokens_seen": state.tokens_seen,
+            "validation_loss": state.validation_losses.last().map(|v| v.1),
+            "elapsed_seconds": state.elapsed_seconds,
+        });
+        write_checkpoint(run, &CheckpointParts {
+            config: &config,
+            metadata: &metadata,
+            tokenizer: &tokenizer,
+            model,
+            optimizer,
+            state,
+        })
+    };
+
+    while state.step < t.max_steps {
+        if options.interrupt.load(Ordering::SeqCst) {
+            state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+            save(&model, &optimizer, &state)?;
+            bar.abandon();
+            log(&format!("interrupted: checkpoint at step {} written; continue with --resume {}", state.step, run.display()));
+            return Ok(TrainOutcome {
+                state,
+                interrupted: true,
+                checkpoint: checkpoint_path(run),
+            });
+        }
+        let step = state.step;
+        let mut accumulator = GradientsAccumulator::<DiffusionTransformer>::new();
+        let mut loss_sum = 0.0f64;
+        let mut step_tokens = 0u64;
+        for micro in 0..t.gradient_accumulation {
+            let micro_index = step * t.gradient_accumulation + micro;
+            let indices = order.indices(micro_index * t.batch_size, t.batch_size);
+            let clean = PackedDataset::batch(&dataset.train, &indices);
+            let clean = maybe_shorten(clean, t.random_length_probability, &mut rng_for(t.seed, LENGTH_STREAM + micro_index as u64));
+            step_tokens += (clean.batch * clean.length) as u64;
+            let mut rng = rng_for(t.seed, CORRUPTION_STREAM + micro_index as u64);
+            let loss = batch_loss(&model, corruption.as_ref(), &clean, &mut rng, &train_device).div_scalar(t.gradient_accumulation as f64);
+            loss_sum += loss.clone().into_scalar::<f32>() as f64;
+            let gradients = GradientsParams::from_grads(loss.backward(), &model);
+            accumulator.accumulate(&model, gradients);
+        }
+        if !loss_sum.is_finite() {
+            return Err(FlowError::Checkpoint(format!(
+                "the loss became {loss_sum} at step {step}; lower training.learning_rate (the last checkpoint is intact)"
+            )));
+        }
+        let (gradients, gradient_norm) = clip_global_norm(&model, accumulator.grads(), t.gradient_clip);
+        let learning_rate = schedule.at(step);
+        model = optimizer.step(learning_rate, model, gradients);
+        state.step += 1;
+        state.tokens_seen += step_tokens;
+        state.train_losses.push((state.step, loss_sum));
+        window.1 += step_tokens;
+        bar.inc(1);
+
+        if state.step % t.log_every == 0 || state.step == t.max_steps {
+            let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
+            let tokens_per_second = window.1 as f64 / seconds;
+            window = (Instant::now(), 0);
+            bar.set_message(format!("loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s"));
+            if !options.show_progress {
+                log(&format!("step {} loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s", state.step));
+            }
+            append_metric(run, serde_json::json!({
+                "step": state.step, "loss": loss_sum, "learning_rate": learning_rate,
+                "gradient_norm": gradient_norm, "tokens_per_second": tokens_per_second,
+                "tokens_seen": state.tokens_seen,
+            }));
+        }
+        let last = state.step == t.max_steps;
+        if (t.eval_every > 0 && state.step % t.eval_every == 0) || last {
+            let plain = model.valid();
+            let validation = mean_loss(&plain, evaluation.as_ref(), &dataset.validation[..dataset.validation.len().min(t.eval_batches * t.batch_size)], t.batch_size, 1, t.seed, &base_device, || {});
+            state.validation_losses.push((state.step, validation));
+            let line = format!("step {} validation loss {validation:.4} (perplexity bound {:.2})", state.step, validation.exp());
+            bar.println(&line);
+            if !options.show_progress {
+                log(&line);
+            }
+            append_metric(run, serde_json::json!({
+                "step": state.step, "validation_loss": validation, "perplexity_bound": validation.exp(),
+            }));
+        }
+        if (t.sample_every > 0 && state.step % t.sample_every == 0) || last {
+            let plain = model.valid();
+            let length = (recipe.data.sequence_length / 2).clamp(1, 48);
+            if let Ok(text) = training_sample(&plain, &tokenizer, &t.sample_prompt, length, t.seed, &base_device) {
+                let line = format!("sample @ {}: {}", state.step, text.replace('\n', " / "));
+                bar.println(&line);
+                if !options.show_progress {
+                    log(&line);
+                }
+            }
+        }
+        if (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0) || last {
+            state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+            save(&model, &optimizer, &state)?;
+        }
+    }
+    bar.finish_and_clear();
+    let _ = plot_losses(&run.join(PLOT_FILE), &state.train_losses, &state.validation_losses);
+    Ok(TrainOutcome {
+        state,
+        interrupted: false,
+        checkpoint: checkpoint_path(run),
+    })
+}
