@@ -8,7 +8,7 @@ mod remask;
 mod sampling;
 
 pub use greedy::GreedySampler;
-pub use llada::{LladaSampler, Remasking};
+pub use llada::{LladaSampler, Remasking, commit_schedule as llada_commit_schedule};
 pub use remask::{RemaskOrder, RemaskSampler};
 pub use sampling::{filtered_distribution, gumbel_argmax, sample_filtered};
 

@@ -1,0 +1,21 @@
+pub mod bench;
+pub mod data;
+pub mod eval;
+pub mod generate;
+pub mod tokenizer;
+pub mod train;
+
+use std::path::PathBuf;
+
+/// `models/default` in the working directory, else the one beside this source tree.
+pub fn default_model_dir() -> PathBuf {
+    let local = PathBuf::from("models/default");
+    if local.is_dir() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/default")
+}
+
+pub fn device(name: &str) -> anyhow::Result<burn::tensor::Device> {
+    Ok(flowlm::device::parse_device(name)?)
+}
