@@ -4,6 +4,8 @@
 mod diffusion_transformer;
 pub mod saved;
 pub mod saved_defaults;
+mod initialization;
+pub use initialization::seeded_init;
 
 pub use diffusion_transformer::{
     Activation, DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, NormKind,

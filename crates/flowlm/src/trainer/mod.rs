@@ -24,7 +24,7 @@ use crate::canvas::Canvas;
 use crate::corruption::{CleanBatch, Corruption};
 use crate::data::{PackedDataset, Sequence, pack, tokenize_cached};
 use crate::error::{FlowError, Result};
-use crate::model::{DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, ModelDenoiser, default_positions, saved::load_weights, stable_parameter_ids};
+use crate::model::{DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, ModelDenoiser, default_positions, saved::load_weights, seeded_init, stable_parameter_ids};
 use crate::objective::{batch_tensors, weighted_cross_entropy};
 use crate::random::{permutation, rng_for};
 use crate::recipe::{Recipe, TokenizerKind, TokenizerSection};
@@ -276,8 +276,7 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
             (model, state)
         }
         None => {
-            train_device.seed(t.seed);
-            let model = stable_parameter_ids(config.init(&train_device));
+            let model = stable_parameter_ids(seeded_init(config.init(&train_device), t.seed, config.initializer_range));
             std::fs::write(run.join(RECIPE_FILE), recipe.to_toml()?).map_err(|e| FlowError::io(run, e))?;
             let _ = std::fs::remove_file(run.join(METRICS_FILE));
             let state = TrainerState {

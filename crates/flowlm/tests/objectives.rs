@@ -1,0 +1,94 @@
+mod common;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use flowlm::corruption::{CleanBatch, Corruption, MaskCorruption, TimeSampling};
+use flowlm::objective::weighted_cross_entropy;
+use flowlm::random::rng_for;
+use flowlm::schedule::Schedule;
+
+#[test]
+fn masking_rate_matches_t() {
+    for rate in [0.15, 0.5, 0.9] {
+        let corruption = MaskCorruption { mask_id: 99, time: TimeSampling::Fixed { rate } };
+        let clean = CleanBatch::unconditional(vec![7; 64 * 256], 64, 256);
+        let out = corruption.corrupt(&clean, &mut rng_for(1, 2));
+        let share = out.masked.iter().filter(|&&m| m).count() as f64 / out.masked.len() as f64;
+        // 16384 draws: the standard error is below 0.004.
+        assert!((share - rate).abs() < 0.015, "rate {rate}: masked share {share}");
+        assert!(out.input.iter().zip(&out.masked).all(|(&t, &m)| (t == 99) == m));
+    }
+}
+
+#[test]
+fn antithetic_times_cover_the_unit_interval() {
+    let times = TimeSampling::Antithetic.draw(8, &mut rng_for(3, 4));
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    for (i, t) in sorted.iter().enumerate() {
+        // One t in each eighth of (eps, 1].
+        assert!(*t >= i as f64 / 8.0 * 0.999 && *t <= (i + 1) as f64 / 8.0 + 1e-3, "{sorted:?}");
+    }
+}
+
+#[test]
+fn sft_never_masks_the_prompt_and_divides_by_the_answer_length() {
+    let corruption = MaskCorruption { mask_id: 0, time: TimeSampling::Fixed { rate: 0.99 } };
+    let mut clean = CleanBatch::unconditional(vec![5; 10], 1, 10);
+    for e in &mut clean.eligible[..4] {
+        *e = false;
+    }
+    let out = corruption.corrupt(&clean, &mut rng_for(0, 0));
+    assert!(out.masked[..4].iter().all(|m| !m));
+    for (i, &w) in out.weights.iter().enumerate() {
+        if out.masked[i] {
+            // weight = 1/t / answer length = 1 / 0.99 / 6
+            assert!((w as f64 - 1.0 / 0.99 / 6.0).abs() < 1e-6);
+        }
+    }
+    assert_eq!(out.normalizer, 1.0);
+}
+
+#[test]
+fn loss_equals_a_hand_computed_value() {
+    // Two rows of length 2, vocab 3, t = 0.5 on both rows (fixed rate), everything masked in
+    // the hand computation by choosing logits per position.
+    let device = Device::flex();
+    let logits = Tensor::<3>::from_data(TensorData::new(vec![
+        1.0f32, 0.0, 0.0, // row 0 pos 0
+        0.0, 2.0, 0.0, // row 0 pos 1
+        0.0, 0.0, 0.0, // row 1 pos 0
+        0.5, 0.5, 3.0, // row 1 pos 1
+    ], [2, 2, 3]), &device);
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 2, 1, 2], [2, 2]), &device);
+    // Masked: (0,0), (0,1), (1,1); weight 1/t / L = 1 / 0.5 / 2 = 1.
+    let weights = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 1.0, 0.0, 1.0], [2, 2]), &device);
+    let loss = weighted_cross_entropy(logits, targets, weights, 2.0).into_scalar::<f32>() as f64;
+    let ce = |l: &[f64], t: usize| l.iter().map(|x| x.exp()).sum::<f64>().ln() - l[t];
+    let expected = (ce(&[1.0, 0.0, 0.0], 0) + ce(&[0.0, 2.0, 0.0], 2) + ce(&[0.5, 0.5, 3.0], 2)) / 2.0;
+    assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+}
+
+#[test]
+fn mask_weights_come_from_the_schedule() {
+    let corruption = MaskCorruption { mask_id: 0, time: TimeSampling::Fixed { rate: 0.25 } };
+    let clean = CleanBatch::unconditional(vec![3; 2 * 40], 2, 40);
+    let out = corruption.corrupt(&clean, &mut rng_for(0, 9));
+    let expected = (Schedule::LogLinear.loss_weight(0.25) / 40.0) as f32;
+    assert!((expected - 0.1).abs() < 1e-7);
+    for (w, m) in out.weights.iter().zip(&out.masked) {
+        assert_eq!(*w, if *m { expected } else { 0.0 });
+    }
+    assert_eq!(out.normalizer, 2.0);
+}
+
+#[test]
+fn cosine_schedule_follows_its_formula() {
+    let schedule = Schedule::Cosine { steps: 1000 };
+    for k in [0usize, 1, 250, 500, 999, 1000] {
+        let t = k as f64 / 1000.0;
+        let angle = (t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2;
+        assert!((schedule.noise_at_step(k) - (1.0 - angle.cos().powi(2))).abs() < 1e-12);
+    }
+    assert!(schedule.noise_at_step(0) < 1e-3);
+    assert!(schedule.noise_at_step(1000) > 0.999);
+}
