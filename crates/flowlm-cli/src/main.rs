@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "flowlm", version, about = "Train, sample, evaluate and benchmark diffusion language models")]
+#[command(
+    name = "flowlm",
+    version,
+    about = "Train, sample, evaluate and benchmark diffusion language models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -23,9 +23,17 @@ impl Canvas {
     }
 
     /// `prompts` followed by the same initial `response` slots (masks, noise, or a draft).
-    pub fn with_response(prompts: &[Vec<u32>], response: &[u32], mask_id: u32, pad_id: u32) -> Result<Self> {
+    pub fn with_response(
+        prompts: &[Vec<u32>],
+        response: &[u32],
+        mask_id: u32,
+        pad_id: u32,
+    ) -> Result<Self> {
         if prompts.is_empty() {
-            return Err(FlowError::argument("prompt", "at least one prompt is needed"));
+            return Err(FlowError::argument(
+                "prompt",
+                "at least one prompt is needed",
+            ));
         }
         if response.is_empty() {
             return Err(FlowError::argument("--gen-length", "must be at least 1"));
@@ -72,7 +80,10 @@ impl Canvas {
 
     /// Masked slots left in the response of `row`.
     pub fn masked_count(&self, row: usize) -> usize {
-        self.response(row).iter().filter(|&&t| t == self.mask_id).count()
+        self.response(row)
+            .iter()
+            .filter(|&&t| t == self.mask_id)
+            .count()
     }
 
     /// The same canvas with every prompt token replaced by the mask (classifier-free guidance's

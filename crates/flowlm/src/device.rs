@@ -15,6 +15,9 @@ pub fn parse_device(name: &str) -> Result<Device> {
             "--device",
             "this binary was built without GPU support; rebuild with `cargo build --release --features gpu`",
         )),
-        other => Err(FlowError::argument("--device", format!("unknown device `{other}`; use cpu or vulkan"))),
+        other => Err(FlowError::argument(
+            "--device",
+            format!("unknown device `{other}`; use cpu or vulkan"),
+        )),
     }
 }

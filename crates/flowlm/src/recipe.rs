@@ -8,7 +8,7 @@ use crate::model::{Activation, NormKind, PositionEncoding};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Recipe {
     pub data: DataSection,
@@ -17,19 +17,6 @@ pub struct Recipe {
     pub corruption: CorruptionConfig,
     pub training: TrainingSection,
     pub sampler: crate::model::saved_defaults::SamplerDefaults,
-}
-
-impl Default for Recipe {
-    fn default() -> Self {
-        Self {
-            data: DataSection::default(),
-            tokenizer: TokenizerSection::default(),
-            model: ModelSection::default(),
-            corruption: CorruptionConfig::default(),
-            training: TrainingSection::default(),
-            sampler: Default::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,10 +177,13 @@ impl Recipe {
         for entry in overrides {
             apply_override(&mut value, entry)?;
         }
-        let recipe: Recipe = toml::Value::Table(value).try_into().map_err(|e: toml::de::Error| FlowError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let recipe: Recipe =
+            toml::Value::Table(value)
+                .try_into()
+                .map_err(|e: toml::de::Error| FlowError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
         recipe.validate()?;
         Ok(recipe)
     }
@@ -217,20 +207,29 @@ impl Recipe {
                 return Err(FlowError::config(field, "must be at least 1"));
             }
         }
-        if !(t.learning_rate > 0.0) {
-            return Err(FlowError::config("training.learning_rate", "must be positive"));
+        if t.learning_rate.is_nan() || t.learning_rate <= 0.0 {
+            return Err(FlowError::config(
+                "training.learning_rate",
+                "must be positive",
+            ));
         }
         if !(0.0..1.0).contains(&self.data.validation_fraction) {
-            return Err(FlowError::config("data.validation_fraction", "must be in [0, 1)"));
+            return Err(FlowError::config(
+                "data.validation_fraction",
+                "must be in [0, 1)",
+            ));
         }
         Ok(())
     }
 }
 
 fn apply_override(table: &mut toml::Table, entry: &str) -> Result<()> {
-    let (key, raw) = entry
-        .split_once('=')
-        .ok_or_else(|| FlowError::argument("--set", format!("`{entry}` is not key=value (e.g. training.max_steps=500)")))?;
+    let (key, raw) = entry.split_once('=').ok_or_else(|| {
+        FlowError::argument(
+            "--set",
+            format!("`{entry}` is not key=value (e.g. training.max_steps=500)"),
+        )
+    })?;
     let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
@@ -241,9 +240,9 @@ fn apply_override(table: &mut toml::Table, entry: &str) -> Result<()> {
         let next = current
             .entry(part.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = next
-            .as_table_mut()
-            .ok_or_else(|| FlowError::argument("--set", format!("`{part}` in `{key}` is not a section")))?;
+        current = next.as_table_mut().ok_or_else(|| {
+            FlowError::argument("--set", format!("`{part}` in `{key}` is not a section"))
+        })?;
     }
     current.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())

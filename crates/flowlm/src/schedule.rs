@@ -23,7 +23,8 @@ impl Schedule {
         match self {
             Schedule::LogLinear => t.clamp(0.0, 1.0),
             Schedule::Cosine { .. } => {
-                let angle = (t.clamp(0.0, 1.0) + COSINE_OFFSET) / (1.0 + COSINE_OFFSET) * std::f64::consts::FRAC_PI_2;
+                let angle = (t.clamp(0.0, 1.0) + COSINE_OFFSET) / (1.0 + COSINE_OFFSET)
+                    * std::f64::consts::FRAC_PI_2;
                 (1.0 - angle.cos().powi(2)).clamp(0.0, 1.0)
             }
         }

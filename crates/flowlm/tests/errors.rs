@@ -9,7 +9,9 @@ use std::path::Path;
 #[test]
 fn malformed_jsonl_names_the_line() {
     let text = "{\"text\": \"fine\"}\n{\"prompt\": \"a\", \"response\": \"b\"}\n{\"txt\": 3}\n";
-    let error = parse_jsonl(text, Path::new("rows.jsonl")).unwrap_err().to_string();
+    let error = parse_jsonl(text, Path::new("rows.jsonl"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("rows.jsonl line 3"), "{error}");
 }
 
@@ -17,18 +19,41 @@ fn malformed_jsonl_names_the_line() {
 fn chat_rows_become_prompt_and_response() {
     let text = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#;
     let docs = parse_jsonl(text, Path::new("chat.jsonl")).unwrap();
-    assert_eq!(docs, vec![flowlm::data::Document::PromptResponse { prompt: "user: hi\nassistant: ".into(), response: "hello".into() }]);
+    assert_eq!(
+        docs,
+        vec![flowlm::data::Document::PromptResponse {
+            prompt: "user: hi\nassistant: ".into(),
+            response: "hello".into()
+        }]
+    );
 }
 
 #[test]
 fn unknown_recipe_keys_and_bad_values_are_rejected() {
-    let error = Recipe::parse("[training]\nmax_step = 3\n", Path::new("r.toml"), &[]).unwrap_err().to_string();
-    assert!(error.contains("max_step") && error.contains("r.toml"), "{error}");
-    let error = Recipe::parse("", Path::new("r.toml"), &["training.batch_size=0".into()]).unwrap_err().to_string();
+    let error = Recipe::parse("[training]\nmax_step = 3\n", Path::new("r.toml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("max_step") && error.contains("r.toml"),
+        "{error}"
+    );
+    let error = Recipe::parse("", Path::new("r.toml"), &["training.batch_size=0".into()])
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("training.batch_size"), "{error}");
-    let error = Recipe::parse("[corruption]\nkind = \"blur\"\n", Path::new("r.toml"), &[]).unwrap_err().to_string();
+    let error = Recipe::parse("[corruption]\nkind = \"blur\"\n", Path::new("r.toml"), &[])
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("blur"), "{error}");
-    let ok = Recipe::parse("", Path::new("r.toml"), &["training.max_steps=77".into(), "data.path=corpus.txt".into()]).unwrap();
+    let ok = Recipe::parse(
+        "",
+        Path::new("r.toml"),
+        &[
+            "training.max_steps=77".into(),
+            "data.path=corpus.txt".into(),
+        ],
+    )
+    .unwrap();
     assert_eq!(ok.training.max_steps, 77);
     assert_eq!(ok.data.path, Path::new("corpus.txt"));
 }
@@ -37,23 +62,39 @@ fn unknown_recipe_keys_and_bad_values_are_rejected() {
 fn model_directories_are_checked() {
     let device = Device::flex();
     let dir = common::scratch("model-dir");
-    let error = SavedModel::load(&dir.join("nope"), &device).err().unwrap().to_string();
+    let error = SavedModel::load(&dir.join("nope"), &device)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("not a directory"), "{error}");
     let error = SavedModel::load(&dir, &device).err().unwrap().to_string();
     assert!(error.contains("missing config.json"), "{error}");
 
     // A real model directory whose config.json no longer matches its weights.
-    let Some(default) = ["../../models/default"].iter().map(|p| Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).find(|p| p.is_dir()) else {
+    let Some(default) = ["../../models/default"]
+        .iter()
+        .map(|p| Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
+        .find(|p| p.is_dir())
+    else {
         return;
     };
     let broken = common::scratch("model-mismatch");
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "flowlm.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "flowlm.json",
+    ] {
         std::fs::copy(default.join(f), broken.join(f)).unwrap();
     }
     let config = std::fs::read_to_string(broken.join("config.json")).unwrap();
     let mut value: serde_json::Value = serde_json::from_str(&config).unwrap();
-    value["num_hidden_layers"] = serde_json::json!(value["num_hidden_layers"].as_u64().unwrap() + 1);
+    value["num_hidden_layers"] =
+        serde_json::json!(value["num_hidden_layers"].as_u64().unwrap() + 1);
     std::fs::write(broken.join("config.json"), value.to_string()).unwrap();
-    let error = SavedModel::load(&broken, &device).err().unwrap().to_string();
+    let error = SavedModel::load(&broken, &device)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("do not match"), "{error}");
 }

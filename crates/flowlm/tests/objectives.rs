@@ -9,13 +9,24 @@ use flowlm::schedule::Schedule;
 #[test]
 fn masking_rate_matches_t() {
     for rate in [0.15, 0.5, 0.9] {
-        let corruption = MaskCorruption { mask_id: 99, time: TimeSampling::Fixed { rate } };
+        let corruption = MaskCorruption {
+            mask_id: 99,
+            time: TimeSampling::Fixed { rate },
+        };
         let clean = CleanBatch::unconditional(vec![7; 64 * 256], 64, 256);
         let out = corruption.corrupt(&clean, &mut rng_for(1, 2));
         let share = out.masked.iter().filter(|&&m| m).count() as f64 / out.masked.len() as f64;
         // 16384 draws: the standard error is below 0.004.
-        assert!((share - rate).abs() < 0.015, "rate {rate}: masked share {share}");
-        assert!(out.input.iter().zip(&out.masked).all(|(&t, &m)| (t == 99) == m));
+        assert!(
+            (share - rate).abs() < 0.015,
+            "rate {rate}: masked share {share}"
+        );
+        assert!(
+            out.input
+                .iter()
+                .zip(&out.masked)
+                .all(|(&t, &m)| (t == 99) == m)
+        );
     }
 }
 
@@ -26,13 +37,19 @@ fn antithetic_times_cover_the_unit_interval() {
     sorted.sort_by(f64::total_cmp);
     for (i, t) in sorted.iter().enumerate() {
         // One t in each eighth of (eps, 1].
-        assert!(*t >= i as f64 / 8.0 * 0.999 && *t <= (i + 1) as f64 / 8.0 + 1e-3, "{sorted:?}");
+        assert!(
+            *t >= i as f64 / 8.0 * 0.999 && *t <= (i + 1) as f64 / 8.0 + 1e-3,
+            "{sorted:?}"
+        );
     }
 }
 
 #[test]
 fn sft_never_masks_the_prompt_and_divides_by_the_answer_length() {
-    let corruption = MaskCorruption { mask_id: 0, time: TimeSampling::Fixed { rate: 0.99 } };
+    let corruption = MaskCorruption {
+        mask_id: 0,
+        time: TimeSampling::Fixed { rate: 0.99 },
+    };
     let mut clean = CleanBatch::unconditional(vec![5; 10], 1, 10);
     for e in &mut clean.eligible[..4] {
         *e = false;
@@ -53,24 +70,38 @@ fn loss_equals_a_hand_computed_value() {
     // Two rows of length 2, vocab 3, t = 0.5 on both rows (fixed rate), everything masked in
     // the hand computation by choosing logits per position.
     let device = Device::flex();
-    let logits = Tensor::<3>::from_data(TensorData::new(vec![
-        1.0f32, 0.0, 0.0, // row 0 pos 0
-        0.0, 2.0, 0.0, // row 0 pos 1
-        0.0, 0.0, 0.0, // row 1 pos 0
-        0.5, 0.5, 3.0, // row 1 pos 1
-    ], [2, 2, 3]), &device);
-    let targets = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 2, 1, 2], [2, 2]), &device);
+    let logits = Tensor::<3>::from_data(
+        TensorData::new(
+            vec![
+                1.0f32, 0.0, 0.0, // row 0 pos 0
+                0.0, 2.0, 0.0, // row 0 pos 1
+                0.0, 0.0, 0.0, // row 1 pos 0
+                0.5, 0.5, 3.0, // row 1 pos 1
+            ],
+            [2, 2, 3],
+        ),
+        &device,
+    );
+    let targets =
+        Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 2, 1, 2], [2, 2]), &device);
     // Masked: (0,0), (0,1), (1,1); weight 1/t / L = 1 / 0.5 / 2 = 1.
-    let weights = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 1.0, 0.0, 1.0], [2, 2]), &device);
+    let weights = Tensor::<2>::from_data(
+        TensorData::new(vec![1.0f32, 1.0, 0.0, 1.0], [2, 2]),
+        &device,
+    );
     let loss = weighted_cross_entropy(logits, targets, weights, 2.0).into_scalar::<f32>() as f64;
     let ce = |l: &[f64], t: usize| l.iter().map(|x| x.exp()).sum::<f64>().ln() - l[t];
-    let expected = (ce(&[1.0, 0.0, 0.0], 0) + ce(&[0.0, 2.0, 0.0], 2) + ce(&[0.5, 0.5, 3.0], 2)) / 2.0;
+    let expected =
+        (ce(&[1.0, 0.0, 0.0], 0) + ce(&[0.0, 2.0, 0.0], 2) + ce(&[0.5, 0.5, 3.0], 2)) / 2.0;
     assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
 }
 
 #[test]
 fn mask_weights_come_from_the_schedule() {
-    let corruption = MaskCorruption { mask_id: 0, time: TimeSampling::Fixed { rate: 0.25 } };
+    let corruption = MaskCorruption {
+        mask_id: 0,
+        time: TimeSampling::Fixed { rate: 0.25 },
+    };
     let clean = CleanBatch::unconditional(vec![3; 2 * 40], 2, 40);
     let out = corruption.corrupt(&clean, &mut rng_for(0, 9));
     let expected = (Schedule::LogLinear.loss_weight(0.25) / 40.0) as f32;

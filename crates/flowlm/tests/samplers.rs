@@ -3,27 +3,52 @@ mod common;
 use common::FixedDenoiser;
 use flowlm::canvas::Canvas;
 use flowlm::random::rng_for;
-use flowlm::sampler::{ChangeKind, GreedySampler, LladaSampler, RemaskSampler, Remasking, Sampler, StepEvent, filtered_distribution};
 use flowlm::sampler::llada_commit_schedule;
+use flowlm::sampler::{
+    ChangeKind, GreedySampler, LladaSampler, RemaskSampler, Remasking, Sampler, StepEvent,
+    filtered_distribution,
+};
 
 const MASK: u32 = 0;
 const VOCAB: usize = 12;
 
-fn run(sampler: &dyn Sampler, denoiser: &FixedDenoiser, prompts: &[Vec<u32>], gen_length: usize, seed: u64) -> (Canvas, Vec<StepEvent>) {
+fn run(
+    sampler: &dyn Sampler,
+    denoiser: &FixedDenoiser,
+    prompts: &[Vec<u32>],
+    gen_length: usize,
+    seed: u64,
+) -> (Canvas, Vec<StepEvent>) {
     let mut canvas = Canvas::new(prompts, gen_length, MASK, VOCAB as u32 - 1).unwrap();
     let mut events = Vec::new();
-    sampler.run(denoiser, &mut canvas, &mut rng_for(seed, 0), &mut |e, _| events.push(e.clone())).unwrap();
+    sampler
+        .run(denoiser, &mut canvas, &mut rng_for(seed, 0), &mut |e, _| {
+            events.push(e.clone())
+        })
+        .unwrap();
     (canvas, events)
 }
 
 #[test]
 fn commit_schedule_matches_the_formula() {
-    for (m, s) in [(32, 32), (32, 8), (10, 3), (7, 7), (5, 8), (128, 10), (0, 4)] {
+    for (m, s) in [
+        (32, 32),
+        (32, 8),
+        (10, 3),
+        (7, 7),
+        (5, 8),
+        (128, 10),
+        (0, 4),
+    ] {
         let schedule = llada_commit_schedule(m, s);
         assert_eq!(schedule.len(), s);
         assert_eq!(schedule.iter().sum::<usize>(), m, "(M, s) = ({m}, {s})");
         for (i, &n) in schedule.iter().enumerate() {
-            assert_eq!(n, m / s + usize::from(i < m % s), "(M, s) = ({m}, {s}), step {i}");
+            assert_eq!(
+                n,
+                m / s + usize::from(i < m % s),
+                "(M, s) = ({m}, {s}), step {i}"
+            );
         }
     }
 }
@@ -32,16 +57,29 @@ fn commit_schedule_matches_the_formula() {
 fn llada_commits_the_scheduled_count_per_step_and_stays_in_its_block() {
     for (gen_length, block_length, steps) in [(16, 16, 16), (16, 8, 4), (12, 4, 9), (10, 5, 6)] {
         let denoiser = FixedDenoiser::descending(VOCAB, gen_length);
-        let sampler = LladaSampler { steps, block_length, ..Default::default() };
+        let sampler = LladaSampler {
+            steps,
+            block_length,
+            ..Default::default()
+        };
         let (canvas, events) = run(&sampler, &denoiser, &[vec![5, 6, 7]], gen_length, 1);
         let steps_per_block = steps / (gen_length / block_length);
         assert_eq!(events.len(), steps);
         for (i, event) in events.iter().enumerate() {
             let block = i / steps_per_block;
-            let expected = llada_commit_schedule(block_length, steps_per_block)[i % steps_per_block];
-            assert_eq!(event.count(ChangeKind::Filled), expected, "step {i} of ({gen_length}, {block_length}, {steps})");
+            let expected =
+                llada_commit_schedule(block_length, steps_per_block)[i % steps_per_block];
+            assert_eq!(
+                event.count(ChangeKind::Filled),
+                expected,
+                "step {i} of ({gen_length}, {block_length}, {steps})"
+            );
             for change in &event.changes {
-                assert_eq!(change.position / block_length, block, "step {i} committed outside block {block}");
+                assert_eq!(
+                    change.position / block_length,
+                    block,
+                    "step {i} committed outside block {block}"
+                );
             }
         }
         assert_eq!(canvas.masked_count(0), 0);
@@ -51,7 +89,11 @@ fn llada_commits_the_scheduled_count_per_step_and_stays_in_its_block() {
 #[test]
 fn llada_low_confidence_commits_the_most_confident_first() {
     let denoiser = FixedDenoiser::descending(VOCAB, 8);
-    let sampler = LladaSampler { steps: 8, block_length: 8, ..Default::default() };
+    let sampler = LladaSampler {
+        steps: 8,
+        block_length: 8,
+        ..Default::default()
+    };
     let (_, events) = run(&sampler, &denoiser, &[vec![3]], 8, 0);
     let order: Vec<usize> = events.iter().map(|e| e.changes[0].position).collect();
     assert_eq!(order, (0..8).collect::<Vec<_>>());
@@ -61,8 +103,17 @@ fn llada_low_confidence_commits_the_most_confident_first() {
 fn llada_suppressed_tokens_are_committed_last() {
     let mut denoiser = FixedDenoiser::descending(VOCAB, 4);
     // Position 0 is the most confident but predicts token 1, which we suppress.
-    let sampler = LladaSampler { steps: 4, block_length: 4, suppress_tokens: vec![1], ..Default::default() };
-    denoiser.table[0] = { let mut r = vec![0.0; VOCAB]; r[1] = 20.0; r };
+    let sampler = LladaSampler {
+        steps: 4,
+        block_length: 4,
+        suppress_tokens: vec![1],
+        ..Default::default()
+    };
+    denoiser.table[0] = {
+        let mut r = vec![0.0; VOCAB];
+        r[1] = 20.0;
+        r
+    };
     let (_, events) = run(&sampler, &denoiser, &[vec![3]], 4, 0);
     assert_eq!(events.last().unwrap().changes[0].position, 0);
 }
@@ -71,8 +122,21 @@ fn llada_suppressed_tokens_are_committed_last() {
 fn llada_rejects_steps_that_do_not_divide() {
     let denoiser = FixedDenoiser::descending(VOCAB, 8);
     let mut canvas = Canvas::new(&[vec![1]], 8, MASK, 11).unwrap();
-    for sampler in [LladaSampler { steps: 3, block_length: 4, ..Default::default() }, LladaSampler { steps: 4, block_length: 3, ..Default::default() }] {
-        let error = sampler.run(&denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {}).unwrap_err();
+    for sampler in [
+        LladaSampler {
+            steps: 3,
+            block_length: 4,
+            ..Default::default()
+        },
+        LladaSampler {
+            steps: 4,
+            block_length: 3,
+            ..Default::default()
+        },
+    ] {
+        let error = sampler
+            .run(&denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {})
+            .unwrap_err();
         assert!(error.to_string().contains("multiple"), "{error}");
     }
     assert!(Canvas::new(&[vec![1]], 0, MASK, 11).is_err());
@@ -94,15 +158,39 @@ fn greedy_commits_exactly_one_token_per_step() {
 #[test]
 fn remask_never_samples_outside_the_top_k() {
     // Flat-ish logits so that sampling would wander if top-k were ignored.
-    let table: Vec<Vec<f32>> = (0..6).map(|i| (0..VOCAB).map(|v| ((v * 7 + i) % VOCAB) as f32 * 0.1).collect()).collect();
+    let table: Vec<Vec<f32>> = (0..6)
+        .map(|i| {
+            (0..VOCAB)
+                .map(|v| ((v * 7 + i) % VOCAB) as f32 * 0.1)
+                .collect()
+        })
+        .collect();
     let denoiser = FixedDenoiser::new(VOCAB, table.clone());
-    let sampler = RemaskSampler { steps: 6, remask_ratio: 0.5, temperature: 5.0, top_k: 3, top_p: 1.0, ..Default::default() };
+    let sampler = RemaskSampler {
+        steps: 6,
+        remask_ratio: 0.5,
+        temperature: 5.0,
+        top_k: 3,
+        top_p: 1.0,
+        ..Default::default()
+    };
     for seed in 0..20 {
         let (_, events) = run(&sampler, &denoiser, &[vec![1]], 6, seed);
-        for change in events.iter().flat_map(|e| &e.changes).filter(|c| c.kind != ChangeKind::Remasked) {
-            let allowed: Vec<usize> = filtered_distribution(&table[change.position], 5.0, 3, 1.0).iter().map(|p| p.0).collect();
+        for change in events
+            .iter()
+            .flat_map(|e| &e.changes)
+            .filter(|c| c.kind != ChangeKind::Remasked)
+        {
+            let allowed: Vec<usize> = filtered_distribution(&table[change.position], 5.0, 3, 1.0)
+                .iter()
+                .map(|p| p.0)
+                .collect();
             assert_eq!(allowed.len(), 3);
-            assert!(allowed.contains(&(change.token as usize)), "token {} outside top-3 {allowed:?}", change.token);
+            assert!(
+                allowed.contains(&(change.token as usize)),
+                "token {} outside top-3 {allowed:?}",
+                change.token
+            );
         }
     }
 }
@@ -110,7 +198,12 @@ fn remask_never_samples_outside_the_top_k() {
 #[test]
 fn remask_remasks_the_ratio_on_all_rounds_but_the_last() {
     let denoiser = FixedDenoiser::descending(VOCAB, 10);
-    let sampler = RemaskSampler { steps: 4, remask_ratio: 0.3, temperature: 1.0, ..Default::default() };
+    let sampler = RemaskSampler {
+        steps: 4,
+        remask_ratio: 0.3,
+        temperature: 1.0,
+        ..Default::default()
+    };
     let (canvas, events) = run(&sampler, &denoiser, &[vec![1]], 10, 3);
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.count(ChangeKind::Remasked), if i < 3 { 3 } else { 0 });
@@ -129,25 +222,52 @@ fn top_p_keeps_the_smallest_nucleus() {
 
 #[test]
 fn samplers_are_deterministic_under_a_seed() {
-    let table: Vec<Vec<f32>> = (0..8).map(|i| (0..VOCAB).map(|v| ((v * 5 + i * 3) % VOCAB) as f32 * 0.3).collect()).collect();
+    let table: Vec<Vec<f32>> = (0..8)
+        .map(|i| {
+            (0..VOCAB)
+                .map(|v| ((v * 5 + i * 3) % VOCAB) as f32 * 0.3)
+                .collect()
+        })
+        .collect();
     let denoiser = FixedDenoiser::new(VOCAB, table);
     let samplers: Vec<Box<dyn Sampler>> = vec![
-        Box::new(LladaSampler { steps: 8, block_length: 4, temperature: 1.0, remasking: Remasking::Random, ..Default::default() }),
-        Box::new(RemaskSampler { steps: 4, temperature: 1.5, ..Default::default() }),
+        Box::new(LladaSampler {
+            steps: 8,
+            block_length: 4,
+            temperature: 1.0,
+            remasking: Remasking::Random,
+            ..Default::default()
+        }),
+        Box::new(RemaskSampler {
+            steps: 4,
+            temperature: 1.5,
+            ..Default::default()
+        }),
     ];
     for sampler in &samplers {
         let a = run(sampler.as_ref(), &denoiser, &[vec![2]], 8, 7).0;
         let b = run(sampler.as_ref(), &denoiser, &[vec![2]], 8, 7).0;
-        let outputs: Vec<Vec<u32>> = (0..6).map(|s| run(sampler.as_ref(), &denoiser, &[vec![2]], 8, s).0.rows[0].clone()).collect();
+        let outputs: Vec<Vec<u32>> = (0..6)
+            .map(|s| run(sampler.as_ref(), &denoiser, &[vec![2]], 8, s).0.rows[0].clone())
+            .collect();
         assert_eq!(a, b, "{}", sampler.name());
-        assert!(outputs.iter().any(|o| o != &outputs[0]), "{}: the seed changes nothing", sampler.name());
+        assert!(
+            outputs.iter().any(|o| o != &outputs[0]),
+            "{}: the seed changes nothing",
+            sampler.name()
+        );
     }
 }
 
 #[test]
 fn cfg_calls_the_model_twice_per_step() {
     let denoiser = FixedDenoiser::descending(VOCAB, 4);
-    let sampler = LladaSampler { steps: 4, block_length: 4, cfg_scale: 1.0, ..Default::default() };
+    let sampler = LladaSampler {
+        steps: 4,
+        block_length: 4,
+        cfg_scale: 1.0,
+        ..Default::default()
+    };
     let (_, events) = run(&sampler, &denoiser, &[vec![2]], 4, 0);
     assert_eq!(events.len(), 4);
     assert_eq!(denoiser.calls.get(), 8);

@@ -2,7 +2,8 @@ mod common;
 
 use flowlm::tokenizer::{SimpleTokenizer, SimpleUnit, Tokenizer, train_byte_level_bpe};
 
-const TEXT: &str = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer";
+const TEXT: &str =
+    "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer";
 
 fn round_trip(tokenizer: &Tokenizer, text: &str) {
     let ids = tokenizer.encode(text).unwrap();
@@ -20,10 +21,16 @@ fn char_tokenizer_round_trips_and_saves() {
     let dir = common::scratch("char-tokenizer");
     tokenizer.save(&dir.join("tokenizer.json")).unwrap();
     let loaded = Tokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
-    assert_eq!(loaded.encode(TEXT).unwrap(), tokenizer.encode(TEXT).unwrap());
+    assert_eq!(
+        loaded.encode(TEXT).unwrap(),
+        tokenizer.encode(TEXT).unwrap()
+    );
     assert_eq!(loaded.special(), tokenizer.special());
     // Unknown characters map to <unk>.
-    assert_eq!(tokenizer.encode("Z").unwrap(), vec![tokenizer.special().unk.unwrap()]);
+    assert_eq!(
+        tokenizer.encode("Z").unwrap(),
+        vec![tokenizer.special().unk.unwrap()]
+    );
 }
 
 #[test]
@@ -47,7 +54,10 @@ fn trained_bpe_round_trips_and_adds_a_mask() {
     tokenizer.save(&dir.join("tokenizer.json")).unwrap();
     let loaded = Tokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
     assert_eq!(loaded.special(), tokenizer.special());
-    assert_eq!(loaded.encode(TEXT).unwrap(), tokenizer.encode(TEXT).unwrap());
+    assert_eq!(
+        loaded.encode(TEXT).unwrap(),
+        tokenizer.encode(TEXT).unwrap()
+    );
 }
 
 #[test]
@@ -66,8 +76,11 @@ fn gpt2_from_vocab_and_merges_round_trips() {
 
 #[test]
 fn bert_tokenizer_json_keeps_its_own_mask() {
-    let Some(shared) = common::shared() else { return };
-    let tokenizer = Tokenizer::from_file(&shared.join("models/bert-tiny-mlm/tokenizer.json")).unwrap();
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let tokenizer =
+        Tokenizer::from_file(&shared.join("models/bert-tiny-mlm/tokenizer.json")).unwrap();
     assert_eq!(tokenizer.special().mask, 103);
     assert_eq!(tokenizer.vocab_size(), 30522);
 }
@@ -76,7 +89,9 @@ fn bert_tokenizer_json_keeps_its_own_mask() {
 fn a_bad_tokenizer_file_is_a_clear_error() {
     let dir = common::scratch("bad-tokenizer");
     std::fs::write(dir.join("tokenizer.json"), "{not json").unwrap();
-    let error = Tokenizer::from_file(&dir.join("tokenizer.json")).unwrap_err().to_string();
+    let error = Tokenizer::from_file(&dir.join("tokenizer.json"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("tokenizer.json"), "{error}");
     assert!(Tokenizer::from_file(&dir.join("missing.json")).is_err());
 }

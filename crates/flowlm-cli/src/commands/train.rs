@@ -30,19 +30,34 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (recipe, run_dir, resume) = match (&args.resume, &args.config) {
-        (Some(_), Some(_)) => bail!("give either --config (a new run) or --resume RUN_DIR (which reads RUN_DIR/{RECIPE_FILE}), not both"),
+        (Some(_), Some(_)) => bail!(
+            "give either --config (a new run) or --resume RUN_DIR (which reads RUN_DIR/{RECIPE_FILE}), not both"
+        ),
         (Some(run), None) => {
-            let recipe = Recipe::load(&run.join(RECIPE_FILE), &args.overrides)
-                .with_context(|| format!("{} is not a run directory written by `flowlm train`", run.display()))?;
+            let recipe =
+                Recipe::load(&run.join(RECIPE_FILE), &args.overrides).with_context(|| {
+                    format!(
+                        "{} is not a run directory written by `flowlm train`",
+                        run.display()
+                    )
+                })?;
             (recipe, run.clone(), true)
         }
         (None, Some(config)) => {
             let recipe = Recipe::load(config, &args.overrides)?;
-            let name = config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(name));
+            let name = config
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into());
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs").join(name));
             (recipe, out, false)
         }
-        (None, None) => bail!("give --config configs/NAME.toml to start a run, or --resume RUN_DIR to continue one"),
+        (None, None) => bail!(
+            "give --config configs/NAME.toml to start a run, or --resume RUN_DIR to continue one"
+        ),
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();
@@ -65,7 +80,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let state = &outcome.state;
     println!(
         "{} after {} steps ({} tokens, {:.0} s). Model: {}",
-        if outcome.interrupted { "stopped" } else { "finished" },
+        if outcome.interrupted {
+            "stopped"
+        } else {
+            "finished"
+        },
         state.step,
         state.tokens_seen,
         state.elapsed_seconds,

@@ -1,6 +1,6 @@
 //! Absorbing (mask) corruption: each eligible token becomes the mask with probability t.
 
-use super::{CleanBatch, Corruption, CorruptedBatch};
+use super::{CleanBatch, CorruptedBatch, Corruption};
 use crate::random::StdRng;
 use crate::schedule::Schedule;
 use rand::Rng;
@@ -36,7 +36,9 @@ impl TimeSampling {
                     .collect()
             }
             TimeSampling::Fixed { rate } => vec![rate; rows],
-            TimeSampling::Range { min, max } => (0..rows).map(|_| rng.random_range(min..=max)).collect(),
+            TimeSampling::Range { min, max } => {
+                (0..rows).map(|_| rng.random_range(min..=max)).collect()
+            }
         }
     }
 }

@@ -44,7 +44,11 @@ fn cache_key(path: &Path, tokenizer: &Tokenizer) -> Result<u64> {
 
 /// Tokenizes every document under `path`, reading from / writing to the cache. Returns the
 /// documents and whether the cache was used.
-pub fn tokenize_cached(path: &Path, tokenizer: &Tokenizer, use_cache: bool) -> Result<(Vec<TokenizedDocument>, bool)> {
+pub fn tokenize_cached(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    use_cache: bool,
+) -> Result<(Vec<TokenizedDocument>, bool)> {
     let key = cache_key(path, tokenizer)?;
     let file = cache_directory().join(format!("tokens-{key:016x}.bin"));
     if use_cache && let Some(documents) = read_cache(&file) {

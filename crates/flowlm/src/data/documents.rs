@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 pub enum Document {
     Text(String),
     /// The prompt is conditioning only: never corrupted, never scored.
-    PromptResponse { prompt: String, response: String },
+    PromptResponse {
+        prompt: String,
+        response: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -36,7 +39,10 @@ pub fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
     if !path.is_dir() {
         return Err(FlowError::io(
             path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder (give a text file, a .jsonl file or a folder of them)"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file or folder (give a text file, a .jsonl file or a folder of them)",
+            ),
         ));
     }
     let mut files = Vec::new();
@@ -48,7 +54,10 @@ pub fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
             let p = entry.path();
             if p.is_dir() {
                 pending.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("txt" | "md" | "jsonl")) {
+            } else if matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("txt" | "md" | "jsonl")
+            ) {
                 files.push(p);
             }
         }
@@ -93,7 +102,9 @@ pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Document>> {
         })?;
         documents.push(match row {
             Row::Text { text } => Document::Text(text),
-            Row::PromptResponse { prompt, response } => Document::PromptResponse { prompt, response },
+            Row::PromptResponse { prompt, response } => {
+                Document::PromptResponse { prompt, response }
+            }
             Row::Chat { messages } => chat_document(messages).map_err(error)?,
         });
     }

@@ -25,9 +25,18 @@ const SPLIT_STREAM: u64 = 0x5_0117;
 /// Plain text: documents joined by `separator` and cut into rows of `length` (the tail that does
 /// not fill a row is dropped). Prompt/response documents: one row each, prompt + response +
 /// `separator` padding (LLaDA pads answers with EOS, and the padding counts as answer).
-pub fn pack(documents: &[TokenizedDocument], length: usize, separator: u32, validation_fraction: f64, seed: u64) -> Result<PackedDataset> {
+pub fn pack(
+    documents: &[TokenizedDocument],
+    length: usize,
+    separator: u32,
+    validation_fraction: f64,
+    seed: u64,
+) -> Result<PackedDataset> {
     if length < 2 {
-        return Err(FlowError::config("data.sequence_length", "must be at least 2"));
+        return Err(FlowError::config(
+            "data.sequence_length",
+            "must be at least 2",
+        ));
     }
     let mut sequences = Vec::new();
     let mut stream: Vec<u32> = Vec::new();
@@ -58,12 +67,15 @@ pub fn pack(documents: &[TokenizedDocument], length: usize, separator: u32, vali
     if sequences.is_empty() {
         return Err(FlowError::config(
             "data.sequence_length",
-            format!("the data holds fewer than {length} tokens; use a shorter sequence_length or more text"),
+            format!(
+                "the data holds fewer than {length} tokens; use a shorter sequence_length or more text"
+            ),
         ));
     }
     let order = permutation(sequences.len(), &mut rng_for(seed, SPLIT_STREAM));
     let held_out = if validation_fraction > 0.0 {
-        ((sequences.len() as f64 * validation_fraction).round() as usize).clamp(1, sequences.len().saturating_sub(1).max(1))
+        ((sequences.len() as f64 * validation_fraction).round() as usize)
+            .clamp(1, sequences.len().saturating_sub(1).max(1))
     } else {
         0
     };

@@ -23,7 +23,16 @@ pub struct LikelihoodReport {
 /// The masked-diffusion NELBO of `documents` (text) under `model`: rows of the model's length,
 /// `samples` Monte-Carlo draws of t per row with a fixed seed. Bits per byte =
 /// NELBO summed over the tokens / bytes of those tokens / ln 2.
-pub fn likelihood(saved: &SavedModel, documents: &[TokenizedDocument], text_bytes: usize, samples: usize, batch_size: usize, seed: u64, device: &Device, on_batch: impl FnMut()) -> Result<LikelihoodReport> {
+pub fn likelihood(
+    saved: &SavedModel,
+    documents: &[TokenizedDocument],
+    text_bytes: usize,
+    samples: usize,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+    on_batch: impl FnMut(),
+) -> Result<LikelihoodReport> {
     if samples == 0 {
         return Err(FlowError::argument("--samples", "must be at least 1"));
     }
@@ -36,7 +45,16 @@ pub fn likelihood(saved: &SavedModel, documents: &[TokenizedDocument], text_byte
         mask_id: saved.metadata.mask_token_id,
         time: TimeSampling::Antithetic,
     };
-    let nelbo = crate::trainer::mean_loss(&saved.model, &corruption, &sequences, batch_size, samples, seed, device, on_batch);
+    let nelbo = crate::trainer::mean_loss(
+        &saved.model,
+        &corruption,
+        &sequences,
+        batch_size,
+        samples,
+        seed,
+        device,
+        on_batch,
+    );
     let tokens = sequences.len() * length;
     // Bytes covered by the scored rows, in proportion to the tokens they hold.
     let bytes = (text_bytes as f64 * tokens as f64 / total_tokens.max(1) as f64).round() as usize;

@@ -26,7 +26,14 @@ pub struct Throughput {
 }
 
 /// Full training steps (forward, backward, AdamW) on random tokens of `vocab` ids.
-pub fn bench_train(config: &DiffusionTransformerConfig, batch: usize, length: usize, steps: usize, warmup: usize, device: &Device) -> Throughput {
+pub fn bench_train(
+    config: &DiffusionTransformerConfig,
+    batch: usize,
+    length: usize,
+    steps: usize,
+    warmup: usize,
+    device: &Device,
+) -> Throughput {
     let train_device = device.clone().autodiff();
     train_device.seed(0);
     let mut model = stable_parameter_ids(config.init(&train_device));
@@ -44,7 +51,13 @@ pub fn bench_train(config: &DiffusionTransformerConfig, batch: usize, length: us
             .map(|i| ((i * 2_654_435_761 + step) % (config.vocab_size - 1)) as u32)
             .collect();
         let clean = CleanBatch::unconditional(tokens, batch, length);
-        let loss = batch_loss(&model, &corruption, &clean, &mut rng_for(0, step as u64), &train_device);
+        let loss = batch_loss(
+            &model,
+            &corruption,
+            &clean,
+            &mut rng_for(0, step as u64),
+            &train_device,
+        );
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(1e-4, model, gradients);
     }
@@ -58,7 +71,16 @@ pub fn bench_train(config: &DiffusionTransformerConfig, batch: usize, length: us
 
 /// LLaDA generation of `gen_length` tokens (one block, `steps` steps) after a prompt; tokens
 /// per second counts generated tokens.
-pub fn bench_generate(denoiser: &dyn Denoiser, prompt: &[u32], mask_id: u32, pad_id: u32, gen_length: usize, steps: usize, batch: usize, repeats: usize) -> crate::Result<Throughput> {
+pub fn bench_generate(
+    denoiser: &dyn Denoiser,
+    prompt: &[u32],
+    mask_id: u32,
+    pad_id: u32,
+    gen_length: usize,
+    steps: usize,
+    batch: usize,
+    repeats: usize,
+) -> crate::Result<Throughput> {
     let sampler = LladaSampler {
         steps,
         block_length: gen_length,
@@ -71,7 +93,12 @@ pub fn bench_generate(denoiser: &dyn Denoiser, prompt: &[u32], mask_id: u32, pad
     let started = Instant::now();
     for repeat in 0..repeats {
         let mut canvas = Canvas::new(&prompts, gen_length, mask_id, pad_id)?;
-        sampler.run(denoiser, &mut canvas, &mut rng_for(0, repeat as u64), &mut |_, _| {})?;
+        sampler.run(
+            denoiser,
+            &mut canvas,
+            &mut rng_for(0, repeat as u64),
+            &mut |_, _| {},
+        )?;
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Throughput {

@@ -128,10 +128,18 @@ impl DiffusionTransformerConfig {
             }
         };
         check(self.vocab_size > 0, "vocab_size", "must be positive".into())?;
-        check(self.num_hidden_layers > 0, "num_hidden_layers", "must be positive".into())?;
-        check(self.num_attention_heads > 0, "num_attention_heads", "must be positive".into())?;
         check(
-            self.hidden_size % self.num_attention_heads == 0,
+            self.num_hidden_layers > 0,
+            "num_hidden_layers",
+            "must be positive".into(),
+        )?;
+        check(
+            self.num_attention_heads > 0,
+            "num_attention_heads",
+            "must be positive".into(),
+        )?;
+        check(
+            self.hidden_size.is_multiple_of(self.num_attention_heads),
             "hidden_size",
             format!(
                 "{} is not divisible by num_attention_heads = {}",
@@ -143,7 +151,11 @@ impl DiffusionTransformerConfig {
             "hidden_size",
             "the head size (hidden_size / num_attention_heads) must be even for RoPE".into(),
         )?;
-        check(self.intermediate_size > 0, "intermediate_size", "must be positive".into())?;
+        check(
+            self.intermediate_size > 0,
+            "intermediate_size",
+            "must be positive".into(),
+        )?;
         check(
             self.max_position_embeddings > 0,
             "max_position_embeddings",
@@ -290,11 +302,19 @@ struct Rotary {
 }
 
 impl TransformerBlock {
-    fn forward(&self, x: Tensor<3>, rotary: Option<&Rotary>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rotary: Option<&Rotary>,
+        mask: Option<Tensor<4, Bool>>,
+    ) -> Tensor<3> {
         let [batch, length, hidden] = x.dims();
         let head = hidden / self.num_heads;
         let h = self.attention_norm.forward(x.clone());
-        let split = |t: Tensor<3>| t.reshape([batch, length, self.num_heads, head]).swap_dims(1, 2);
+        let split = |t: Tensor<3>| {
+            t.reshape([batch, length, self.num_heads, head])
+                .swap_dims(1, 2)
+        };
         let mut q = split(self.query.forward(h.clone()));
         let mut k = split(self.key.forward(h.clone()));
         let v = split(self.value.forward(h));
@@ -313,7 +333,9 @@ impl TransformerBlock {
             .swap_dims(1, 2)
             .reshape([batch, length, hidden]);
         let x = x + self.output.forward(attended);
-        let f = self.feed_forward.forward(self.feed_forward_norm.forward(x.clone()));
+        let f = self
+            .feed_forward
+            .forward(self.feed_forward_norm.forward(x.clone()));
         x + f
     }
 }
@@ -420,8 +442,14 @@ impl DiffusionTransformer {
             .collect();
         let inverse_frequency =
             Tensor::<1>::from_data(TensorData::new(inverse_frequency, [half]), &device);
-        let angles = positions.reshape([batch, length, 1]) * inverse_frequency.reshape([1, 1, half]);
-        let angles = Tensor::cat(vec![angles.clone(), angles], 2).reshape([batch, 1, length, self.head_size]);
+        let angles =
+            positions.reshape([batch, length, 1]) * inverse_frequency.reshape([1, 1, half]);
+        let angles = Tensor::cat(vec![angles.clone(), angles], 2).reshape([
+            batch,
+            1,
+            length,
+            self.head_size,
+        ]);
         Rotary {
             cos: angles.clone().cos(),
             sin: angles.sin(),
@@ -435,7 +463,10 @@ impl DiffusionTransformer {
         key_padding: Option<Tensor<2, Bool>>,
         device: &Device,
     ) -> Option<Tensor<4, Bool>> {
-        let padding = key_padding.map(|p| p.reshape([batch, 1, 1, length]).expand([batch, 1, length, length]));
+        let padding = key_padding.map(|p| {
+            p.reshape([batch, 1, 1, length])
+                .expand([batch, 1, length, length])
+        });
         let causal = self.causal.then(|| {
             let mut future = vec![false; length * length];
             for i in 0..length {
@@ -469,7 +500,8 @@ fn sinusoidal(values: Tensor<2>, width: usize) -> Tensor<2> {
     let frequencies: Vec<f32> = (0..half)
         .map(|i| (-(10_000f64.ln()) * i as f64 / half as f64).exp() as f32)
         .collect();
-    let frequencies = Tensor::<1>::from_data(TensorData::new(frequencies, [half]), &values.device());
+    let frequencies =
+        Tensor::<1>::from_data(TensorData::new(frequencies, [half]), &values.device());
     let angles = values * frequencies.reshape([1, half]);
     let features = Tensor::cat(vec![angles.clone().sin(), angles.cos()], 1);
     if width % 2 == 1 {

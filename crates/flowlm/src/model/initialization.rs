@@ -30,15 +30,20 @@ pub fn seeded_init<M: Module>(module: M, seed: u64, embedding_std: f64) -> M {
             let shape = value.dims();
             let count: usize = shape.iter().product();
             let values: Vec<f32> = match (inside, D) {
-                ("Struct:Embedding", 2) => (0..count).map(|_| (normal(&mut self.rng) * self.embedding_std) as f32).collect(),
+                ("Struct:Embedding", 2) => (0..count)
+                    .map(|_| (normal(&mut self.rng) * self.embedding_std) as f32)
+                    .collect(),
                 ("Struct:Linear", 2) => {
                     let bound = 1.0 / (shape[0] as f64).sqrt();
-                    (0..count).map(|_| ((open_unit(&mut self.rng) * 2.0 - 1.0) * bound) as f32).collect()
+                    (0..count)
+                        .map(|_| ((open_unit(&mut self.rng) * 2.0 - 1.0) * bound) as f32)
+                        .collect()
                 }
                 ("Struct:Linear", 1) => vec![0.0; count],
                 _ => return param,
             };
-            let mut tensor = Tensor::<D>::from_data(TensorData::new(values, shape), &value.device());
+            let mut tensor =
+                Tensor::<D>::from_data(TensorData::new(values, shape), &value.device());
             // A fresh tensor does not track gradients; keep what the parameter had.
             if value.is_require_grad() {
                 tensor = tensor.require_grad();

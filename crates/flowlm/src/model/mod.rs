@@ -2,9 +2,9 @@
 //! Samplers see only this trait, so a test double with fixed logits can drive any of them.
 
 mod diffusion_transformer;
+mod initialization;
 pub mod saved;
 pub mod saved_defaults;
-mod initialization;
 pub use initialization::seeded_init;
 
 pub use diffusion_transformer::{

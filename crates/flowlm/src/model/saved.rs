@@ -1,12 +1,12 @@
 //! A saved model is a directory, Hugging Face style: `config.json`, `model.safetensors`,
 //! `tokenizer.json`, and `flowlm.json` (corruption, special ids, sampler defaults).
 
+pub use super::saved_defaults::SamplerDefaults;
 use super::{DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, Logits};
 use crate::canvas::Canvas;
 use crate::corruption::CorruptionConfig;
 use crate::error::{FlowError, Result};
 use crate::tokenizer::Tokenizer;
-pub use super::saved_defaults::SamplerDefaults;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -52,7 +52,9 @@ fn require(dir: &Path, name: &str) -> Result<PathBuf> {
     } else {
         Err(FlowError::Model {
             path: dir.to_path_buf(),
-            message: format!("missing {name}; a model directory holds {CONFIG_FILE}, {WEIGHTS_FILE}, {TOKENIZER_FILE} and {METADATA_FILE}"),
+            message: format!(
+                "missing {name}; a model directory holds {CONFIG_FILE}, {WEIGHTS_FILE}, {TOKENIZER_FILE} and {METADATA_FILE}"
+            ),
         })
     }
 }
@@ -151,12 +153,18 @@ pub fn stable_parameter_ids<M: Module>(module: M) -> M {
             self.0 += 1;
             param
         }
-        fn map_int<const D: usize>(&mut self, mut param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
+        fn map_int<const D: usize>(
+            &mut self,
+            mut param: Param<Tensor<D, Int>>,
+        ) -> Param<Tensor<D, Int>> {
             param.id = ParamId::from(self.0);
             self.0 += 1;
             param
         }
-        fn map_bool<const D: usize>(&mut self, mut param: Param<Tensor<D, Bool>>) -> Param<Tensor<D, Bool>> {
+        fn map_bool<const D: usize>(
+            &mut self,
+            mut param: Param<Tensor<D, Bool>>,
+        ) -> Param<Tensor<D, Bool>> {
             param.id = ParamId::from(self.0);
             self.0 += 1;
             param
@@ -173,7 +181,10 @@ pub struct ModelDenoiser {
 }
 
 /// Tensors for a canvas: ids, positions that skip the left padding, and the padding mask.
-pub fn canvas_tensors(canvas: &Canvas, device: &Device) -> (Tensor<2, Int>, Tensor<2>, Option<Tensor<2, Bool>>) {
+pub fn canvas_tensors(
+    canvas: &Canvas,
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<2>, Option<Tensor<2, Bool>>) {
     let (batch, width) = (canvas.batch(), canvas.width());
     let ids: Vec<i64> = canvas.rows.iter().flatten().map(|&t| t as i64).collect();
     let mut positions = Vec::with_capacity(batch * width);
@@ -187,7 +198,8 @@ pub fn canvas_tensors(canvas: &Canvas, device: &Device) -> (Tensor<2, Int>, Tens
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, width]), device);
     let positions = Tensor::<2>::from_data(TensorData::new(positions, [batch, width]), device);
     let any_padding = canvas.padding.iter().any(|&p| p > 0);
-    let padding = any_padding.then(|| Tensor::<2, Bool>::from_data(TensorData::new(padding, [batch, width]), device));
+    let padding = any_padding
+        .then(|| Tensor::<2, Bool>::from_data(TensorData::new(padding, [batch, width]), device));
     (ids, positions, padding)
 }
 
@@ -198,7 +210,8 @@ impl super::Denoiser for ModelDenoiser {
 
     fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits> {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
-        let time = time.map(|t| Tensor::<1>::from_data(TensorData::new(t.to_vec(), [t.len()]), &self.device));
+        let time = time
+            .map(|t| Tensor::<1>::from_data(TensorData::new(t.to_vec(), [t.len()]), &self.device));
         let logits = self
             .model
             .forward(DenoiserInput::Tokens(ids), positions, time, padding);

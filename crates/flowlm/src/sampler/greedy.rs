@@ -15,7 +15,13 @@ impl Sampler for GreedySampler {
         "greedy"
     }
 
-    fn run(&self, denoiser: &dyn Denoiser, canvas: &mut Canvas, _rng: &mut StdRng, observer: &mut Observer<'_>) -> Result<SamplerReport> {
+    fn run(
+        &self,
+        denoiser: &dyn Denoiser,
+        canvas: &mut Canvas,
+        _rng: &mut StdRng,
+        observer: &mut Observer<'_>,
+    ) -> Result<SamplerReport> {
         let mut report = SamplerReport::default();
         loop {
             if (0..canvas.batch()).all(|r| canvas.masked_count(r) == 0) {

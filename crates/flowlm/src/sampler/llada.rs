@@ -58,14 +58,20 @@ impl LladaSampler {
         if self.block_length == 0 || !gen_length.is_multiple_of(self.block_length) {
             return Err(FlowError::argument(
                 "--block-length",
-                format!("gen_length {gen_length} must be a multiple of block_length {} (LLaDA splits the answer into equal blocks)", self.block_length),
+                format!(
+                    "gen_length {gen_length} must be a multiple of block_length {} (LLaDA splits the answer into equal blocks)",
+                    self.block_length
+                ),
             ));
         }
         let blocks = gen_length / self.block_length;
         if self.steps == 0 || !self.steps.is_multiple_of(blocks) {
             return Err(FlowError::argument(
                 "--steps",
-                format!("steps {} must be a positive multiple of the number of blocks {blocks} (gen_length / block_length)", self.steps),
+                format!(
+                    "steps {} must be a positive multiple of the number of blocks {blocks} (gen_length / block_length)",
+                    self.steps
+                ),
             ));
         }
         Ok((blocks, self.steps / blocks))
@@ -91,7 +97,13 @@ impl Sampler for LladaSampler {
         "llada"
     }
 
-    fn run(&self, denoiser: &dyn Denoiser, canvas: &mut Canvas, rng: &mut StdRng, observer: &mut Observer<'_>) -> Result<SamplerReport> {
+    fn run(
+        &self,
+        denoiser: &dyn Denoiser,
+        canvas: &mut Canvas,
+        rng: &mut StdRng,
+        observer: &mut Observer<'_>,
+    ) -> Result<SamplerReport> {
         let (blocks, steps_per_block) = self.plan(canvas.response_length())?;
         let mut report = SamplerReport::default();
         for block in 0..blocks {

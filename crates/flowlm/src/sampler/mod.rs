@@ -62,11 +62,24 @@ pub type Observer<'a> = dyn FnMut(&StepEvent, &Canvas) + 'a;
 pub trait Sampler {
     fn name(&self) -> &'static str;
     /// Runs the reverse process on `canvas` in place.
-    fn run(&self, denoiser: &dyn Denoiser, canvas: &mut Canvas, rng: &mut StdRng, observer: &mut Observer<'_>) -> Result<SamplerReport>;
+    fn run(
+        &self,
+        denoiser: &dyn Denoiser,
+        canvas: &mut Canvas,
+        rng: &mut StdRng,
+        observer: &mut Observer<'_>,
+    ) -> Result<SamplerReport>;
 }
 
 /// Writes `token` at `column` of `row` and records the change.
-pub(crate) fn commit(canvas: &mut Canvas, event: &mut StepEvent, row: usize, column: usize, token: u32, confidence: f64) {
+pub(crate) fn commit(
+    canvas: &mut Canvas,
+    event: &mut StepEvent,
+    row: usize,
+    column: usize,
+    token: u32,
+    confidence: f64,
+) {
     let previous = canvas.rows[row][column];
     let kind = if token == canvas.mask_id {
         ChangeKind::Remasked

@@ -57,7 +57,13 @@ impl Sampler for RemaskSampler {
         "remask"
     }
 
-    fn run(&self, denoiser: &dyn Denoiser, canvas: &mut Canvas, rng: &mut StdRng, observer: &mut Observer<'_>) -> Result<SamplerReport> {
+    fn run(
+        &self,
+        denoiser: &dyn Denoiser,
+        canvas: &mut Canvas,
+        rng: &mut StdRng,
+        observer: &mut Observer<'_>,
+    ) -> Result<SamplerReport> {
         self.validate()?;
         let length = canvas.response_length();
         let mut confidence = vec![vec![0.0f64; length]; canvas.batch()];
@@ -86,13 +92,24 @@ impl Sampler for RemaskSampler {
                         RemaskOrder::Random => permutation(length, rng),
                         RemaskOrder::LowestConfidence => {
                             let mut o: Vec<usize> = (0..length).collect();
-                            o.sort_by(|&a, &b| row_confidence[a].total_cmp(&row_confidence[b]).then(a.cmp(&b)));
+                            o.sort_by(|&a, &b| {
+                                row_confidence[a]
+                                    .total_cmp(&row_confidence[b])
+                                    .then(a.cmp(&b))
+                            });
                             o
                         }
                     };
                     for &position in order.iter().take(count) {
                         let mask = canvas.mask_id;
-                        commit(canvas, &mut event, row, canvas.response_start + position, mask, row_confidence[position]);
+                        commit(
+                            canvas,
+                            &mut event,
+                            row,
+                            canvas.response_start + position,
+                            mask,
+                            row_confidence[position],
+                        );
                     }
                 }
             }

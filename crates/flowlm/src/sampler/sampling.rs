@@ -25,8 +25,16 @@ pub fn gumbel_argmax(logits: &[f32], temperature: f64, rng: &mut StdRng) -> usiz
 /// The distribution seed 004 samples from: softmax(l / T) restricted to the top-k tokens, then
 /// to the smallest set whose mass reaches top-p, renormalised. Returns (token, probability)
 /// pairs, most probable first. `top_k = 0` and `top_p >= 1` switch a filter off.
-pub fn filtered_distribution(logits: &[f32], temperature: f64, top_k: usize, top_p: f64) -> Vec<(usize, f64)> {
-    let scaled: Vec<f32> = logits.iter().map(|&l| (l as f64 / temperature.max(1e-6)) as f32).collect();
+pub fn filtered_distribution(
+    logits: &[f32],
+    temperature: f64,
+    top_k: usize,
+    top_p: f64,
+) -> Vec<(usize, f64)> {
+    let scaled: Vec<f32> = logits
+        .iter()
+        .map(|&l| (l as f64 / temperature.max(1e-6)) as f32)
+        .collect();
     let probs = softmax(&scaled);
     let mut ranked: Vec<(usize, f64)> = probs.into_iter().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -52,7 +60,13 @@ pub fn filtered_distribution(logits: &[f32], temperature: f64, top_k: usize, top
 }
 
 /// Samples from `filtered_distribution`; temperature 0 takes the argmax.
-pub fn sample_filtered(logits: &[f32], temperature: f64, top_k: usize, top_p: f64, rng: &mut StdRng) -> usize {
+pub fn sample_filtered(
+    logits: &[f32],
+    temperature: f64,
+    top_k: usize,
+    top_p: f64,
+    rng: &mut StdRng,
+) -> usize {
     if temperature <= 0.0 {
         return argmax(logits).0;
     }

@@ -3,8 +3,8 @@
 use super::{SpecialTokens, Tokenizer};
 use crate::error::{FlowError, Result};
 use std::path::Path;
-use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer as HfInner};
 
@@ -36,7 +36,8 @@ impl HfTokenizer {
 
     /// Finds the special ids, adding a mask (and an end-of-text) token when missing.
     fn with_specials(mut inner: HfInner) -> Self {
-        let find = |inner: &HfInner, names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
+        let find =
+            |inner: &HfInner, names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
         if find(&inner, MASK_NAMES).is_none() {
             inner.add_special_tokens(&[AddedToken::from(ADDED_MASK, true)]);
         }
@@ -129,7 +130,9 @@ pub fn train_byte_level_bpe(files: &[std::path::PathBuf], vocab_size: usize) -> 
     if vocab_size < 300 {
         return Err(FlowError::argument(
             "--vocab-size",
-            format!("{vocab_size} is too small for a byte-level BPE (256 bytes + specials); use at least 300"),
+            format!(
+                "{vocab_size} is too small for a byte-level BPE (256 bytes + specials); use at least 300"
+            ),
         ));
     }
     for file in files {
@@ -153,7 +156,10 @@ pub fn train_byte_level_bpe(files: &[std::path::PathBuf], vocab_size: usize) -> 
         .build();
     let mut trainer = TrainerWrapper::BpeTrainer(trainer);
     let mut inner = byte_level_pipeline(BPE::default());
-    let names = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
+    let names = files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
     inner
         .train_from_files(&mut trainer, names)
         .map_err(|e| FlowError::Tokenizer(format!("BPE training failed: {e}")))?;

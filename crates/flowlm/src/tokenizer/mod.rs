@@ -38,7 +38,9 @@ impl Tokenizer {
         if SimpleTokenizer::is_simple_json(&text) {
             return Ok(Tokenizer::Simple(SimpleTokenizer::from_json(&text, path)?));
         }
-        Ok(Tokenizer::Hf(Box::new(hf::HfTokenizer::from_json(&text, path)?)))
+        Ok(Tokenizer::Hf(Box::new(hf::HfTokenizer::from_json(
+            &text, path,
+        )?)))
     }
 
     /// Loads `DIR/tokenizer.json`, or builds GPT-2 from `DIR/encoder.json` + `DIR/vocab.bpe`.

@@ -51,7 +51,12 @@ impl SimpleTokenizer {
         let vocab = SPECIALS
             .iter()
             .map(|s| s.to_string())
-            .chain(units.into_iter().map(|(u, _)| u).filter(|u| !SPECIALS.contains(&u.as_str())))
+            .chain(
+                units
+                    .into_iter()
+                    .map(|(u, _)| u)
+                    .filter(|u| !SPECIALS.contains(&u.as_str())),
+            )
             .collect();
         Self::from_vocab(unit, vocab)
     }

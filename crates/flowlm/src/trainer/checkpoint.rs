@@ -44,7 +44,13 @@ pub fn write_checkpoint(run: &Path, parts: &CheckpointParts<'_>) -> Result<()> {
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| FlowError::io(&staging, e))?;
     }
-    SavedModel::save_parts(&staging, parts.config, parts.metadata, parts.tokenizer, parts.model)?;
+    SavedModel::save_parts(
+        &staging,
+        parts.config,
+        parts.metadata,
+        parts.tokenizer,
+        parts.model,
+    )?;
     let optimizer_path = staging.join(OPTIMIZER_FILE);
     parts
         .optimizer

@@ -6,7 +6,11 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
 /// Scales `gradients` so their joint L2 norm is at most `max_norm`; returns the norm before.
-pub fn clip_global_norm<M: Module>(module: &M, gradients: GradientsParams, max_norm: f64) -> (GradientsParams, f64) {
+pub fn clip_global_norm<M: Module>(
+    module: &M,
+    gradients: GradientsParams,
+    max_norm: f64,
+) -> (GradientsParams, f64) {
     struct SquaredNorm<'a> {
         gradients: &'a GradientsParams,
         total: f64,

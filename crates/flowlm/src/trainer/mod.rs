@@ -24,7 +24,10 @@ use crate::canvas::Canvas;
 use crate::corruption::{CleanBatch, Corruption};
 use crate::data::{PackedDataset, Sequence, pack, tokenize_cached};
 use crate::error::{FlowError, Result};
-use crate::model::{DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, ModelDenoiser, default_positions, saved::load_weights, seeded_init, stable_parameter_ids};
+use crate::model::{
+    DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, ModelDenoiser,
+    default_positions, saved::load_weights, seeded_init, stable_parameter_ids,
+};
 use crate::objective::{batch_tensors, weighted_cross_entropy};
 use crate::random::{permutation, rng_for};
 use crate::recipe::{Recipe, TokenizerKind, TokenizerSection};
@@ -70,7 +73,11 @@ pub struct TrainOutcome {
 }
 
 /// Builds the tokenizer a recipe asks for.
-pub fn build_tokenizer(section: &TokenizerSection, data: &Path, scratch: &Path) -> Result<Tokenizer> {
+pub fn build_tokenizer(
+    section: &TokenizerSection,
+    data: &Path,
+    scratch: &Path,
+) -> Result<Tokenizer> {
     let path = || {
         section
             .path
@@ -106,12 +113,22 @@ pub fn build_tokenizer(section: &TokenizerSection, data: &Path, scratch: &Path) 
                 .into_iter()
                 .flat_map(|d| match d {
                     crate::data::Document::Text(t) => vec![t],
-                    crate::data::Document::PromptResponse { prompt, response } => vec![prompt, response],
+                    crate::data::Document::PromptResponse { prompt, response } => {
+                        vec![prompt, response]
+                    }
                 })
                 .collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let unit = if section.kind == TokenizerKind::Char { SimpleUnit::Char } else { SimpleUnit::Word };
-            Ok(Tokenizer::Simple(SimpleTokenizer::build(unit, &refs, section.min_count)))
+            let unit = if section.kind == TokenizerKind::Char {
+                SimpleUnit::Char
+            } else {
+                SimpleUnit::Word
+            };
+            Ok(Tokenizer::Simple(SimpleTokenizer::build(
+                unit,
+                &refs,
+                section.min_count,
+            )))
         }
     }
 }
@@ -146,22 +163,36 @@ impl DataOrder {
             .map(|k| {
                 let epoch = k / self.size;
                 if self.cached_epoch.as_ref().is_none_or(|c| c.0 != epoch) {
-                    let order = permutation(self.size, &mut rng_for(self.seed, EPOCH_STREAM + epoch as u64));
+                    let order = permutation(
+                        self.size,
+                        &mut rng_for(self.seed, EPOCH_STREAM + epoch as u64),
+                    );
                     self.cached_epoch = Some((epoch, order));
                 }
-                self.cached_epoch.as_ref().map(|c| c.1[k % self.size]).unwrap_or(0)
+                self.cached_epoch
+                    .as_ref()
+                    .map(|c| c.1[k % self.size])
+                    .unwrap_or(0)
             })
             .collect()
     }
 }
 
 /// LLaDA: a small share of batches is cut to a random shorter length.
-fn maybe_shorten(clean: CleanBatch, probability: f64, rng: &mut crate::random::StdRng) -> CleanBatch {
+fn maybe_shorten(
+    clean: CleanBatch,
+    probability: f64,
+    rng: &mut crate::random::StdRng,
+) -> CleanBatch {
     if probability <= 0.0 || clean.length < 4 || rng.random::<f64>() >= probability {
         return clean;
     }
     let length = rng.random_range(2..clean.length);
-    let keep = |v: &[u32]| v.chunks(clean.length).flat_map(|r| r[..length].to_vec()).collect::<Vec<_>>();
+    let keep = |v: &[u32]| {
+        v.chunks(clean.length)
+            .flat_map(|r| r[..length].to_vec())
+            .collect::<Vec<_>>()
+    };
     let eligible = clean
         .eligible
         .chunks(clean.length)
@@ -176,23 +207,47 @@ fn maybe_shorten(clean: CleanBatch, probability: f64, rng: &mut crate::random::S
 }
 
 /// The loss of one corrupted batch on `device` (a scalar tensor, differentiable when the model is).
-pub fn batch_loss(model: &DiffusionTransformer, corruption: &dyn Corruption, clean: &CleanBatch, rng: &mut crate::random::StdRng, device: &Device) -> burn::tensor::Tensor<1> {
+pub fn batch_loss(
+    model: &DiffusionTransformer,
+    corruption: &dyn Corruption,
+    clean: &CleanBatch,
+    rng: &mut crate::random::StdRng,
+    device: &Device,
+) -> burn::tensor::Tensor<1> {
     let corrupted = corruption.corrupt(clean, rng);
-    let (ids, targets, weights, time) = batch_tensors(&corrupted, clean.batch, clean.length, device);
+    let (ids, targets, weights, time) =
+        batch_tensors(&corrupted, clean.batch, clean.length, device);
     let positions = default_positions(clean.batch, clean.length, device);
     let logits = model.forward(DenoiserInput::Tokens(ids), positions, Some(time), None);
     weighted_cross_entropy(logits, targets, weights, corrupted.normalizer)
 }
 
 /// Mean loss over `sequences` in batches, `repeats` Monte-Carlo passes, draws keyed by `seed`.
-pub fn mean_loss(model: &DiffusionTransformer, corruption: &dyn Corruption, sequences: &[Sequence], batch_size: usize, repeats: usize, seed: u64, device: &Device, mut on_batch: impl FnMut()) -> f64 {
+pub fn mean_loss(
+    model: &DiffusionTransformer,
+    corruption: &dyn Corruption,
+    sequences: &[Sequence],
+    batch_size: usize,
+    repeats: usize,
+    seed: u64,
+    device: &Device,
+    mut on_batch: impl FnMut(),
+) -> f64 {
     let mut total = 0.0;
     let mut count = 0usize;
     for repeat in 0..repeats {
-        for (index, chunk) in (0..sequences.len()).collect::<Vec<_>>().chunks(batch_size).enumerate() {
+        for (index, chunk) in (0..sequences.len())
+            .collect::<Vec<_>>()
+            .chunks(batch_size)
+            .enumerate()
+        {
             let clean = PackedDataset::batch(sequences, chunk);
-            let mut rng = rng_for(seed, VALIDATION_STREAM + (repeat * 1_000_003 + index) as u64);
-            let loss = batch_loss(model, corruption, &clean, &mut rng, device).into_scalar::<f32>() as f64;
+            let mut rng = rng_for(
+                seed,
+                VALIDATION_STREAM + (repeat * 1_000_003 + index) as u64,
+            );
+            let loss =
+                batch_loss(model, corruption, &clean, &mut rng, device).into_scalar::<f32>() as f64;
             total += loss * chunk.len() as f64;
             count += chunk.len();
             on_batch();
@@ -203,13 +258,24 @@ pub fn mean_loss(model: &DiffusionTransformer, corruption: &dyn Corruption, sequ
 
 fn append_metric(run: &Path, value: serde_json::Value) {
     let path = run.join(METRICS_FILE);
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(file, "{value}");
     }
 }
 
 /// A short generation shown during training.
-pub fn training_sample(model: &DiffusionTransformer, tokenizer: &Tokenizer, prompt: &str, length: usize, seed: u64, device: &Device) -> Result<String> {
+pub fn training_sample(
+    model: &DiffusionTransformer,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    length: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<String> {
     let special = tokenizer.special();
     let prompt_ids = tokenizer.encode(prompt)?;
     let mut canvas = Canvas::new(&[prompt_ids], length, special.mask, special.pad)?;
@@ -222,32 +288,58 @@ pub fn training_sample(model: &DiffusionTransformer, tokenizer: &Tokenizer, prom
         model: model.clone(),
         device: device.clone(),
     };
-    sampler.run(&denoiser, &mut canvas, &mut rng_for(seed, SAMPLE_STREAM), &mut |_, _| {})?;
+    sampler.run(
+        &denoiser,
+        &mut canvas,
+        &mut rng_for(seed, SAMPLE_STREAM),
+        &mut |_, _| {},
+    )?;
     Ok(format!("{prompt}{}", tokenizer.decode(canvas.response(0))?))
 }
 
-pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainOutcome> {
+pub fn train(
+    recipe: &Recipe,
+    options: &TrainOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<TrainOutcome> {
     let run = &options.run_dir;
     std::fs::create_dir_all(run).map_err(|e| FlowError::io(run, e))?;
     let t = &recipe.training;
-    let resume_from = if options.resume { Some(find_checkpoint(run)?) } else { None };
+    let resume_from = if options.resume {
+        Some(find_checkpoint(run)?)
+    } else {
+        None
+    };
 
     let tokenizer = match &resume_from {
         Some(dir) => Tokenizer::from_file(&dir.join(crate::model::saved::TOKENIZER_FILE))?,
         None => {
-            log(&format!("building the {:?} tokenizer", recipe.tokenizer.kind));
+            log(&format!(
+                "building the {:?} tokenizer",
+                recipe.tokenizer.kind
+            ));
             build_tokenizer(&recipe.tokenizer, &recipe.data.path, run)?
         }
     };
     let special = tokenizer.special();
     let (documents, cached) = tokenize_cached(&recipe.data.path, &tokenizer, recipe.data.cache)?;
-    let dataset = pack(&documents, recipe.data.sequence_length, special.eos, recipe.data.validation_fraction, t.seed)?;
+    let dataset = pack(
+        &documents,
+        recipe.data.sequence_length,
+        special.eos,
+        recipe.data.validation_fraction,
+        t.seed,
+    )?;
     log(&format!(
         "data: {} train rows, {} validation rows of {} tokens ({})",
         dataset.train.len(),
         dataset.validation.len(),
         dataset.sequence_length,
-        if cached { "token cache hit" } else { "tokenized" }
+        if cached {
+            "token cache hit"
+        } else {
+            "tokenized"
+        }
     ));
 
     let config = model_config(recipe, tokenizer.vocab_size());
@@ -269,15 +361,27 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
         .init();
     let (mut model, mut state) = match &resume_from {
         Some(dir) => {
-            let model = load_weights(config.init(&train_device), &dir.join(crate::model::saved::WEIGHTS_FILE))?;
+            let model = load_weights(
+                config.init(&train_device),
+                &dir.join(crate::model::saved::WEIGHTS_FILE),
+            )?;
             optimizer = load_optimizer(optimizer, dir)?;
             let state: TrainerState = crate::io::read_json(&dir.join(checkpoint::STATE_FILE))?;
-            log(&format!("resuming {} at step {}", run.display(), state.step));
+            log(&format!(
+                "resuming {} at step {}",
+                run.display(),
+                state.step
+            ));
             (model, state)
         }
         None => {
-            let model = stable_parameter_ids(seeded_init(config.init(&train_device), t.seed, config.initializer_range));
-            std::fs::write(run.join(RECIPE_FILE), recipe.to_toml()?).map_err(|e| FlowError::io(run, e))?;
+            let model = stable_parameter_ids(seeded_init(
+                config.init(&train_device),
+                t.seed,
+                config.initializer_range,
+            ));
+            std::fs::write(run.join(RECIPE_FILE), recipe.to_toml()?)
+                .map_err(|e| FlowError::io(run, e))?;
             let _ = std::fs::remove_file(run.join(METRICS_FILE));
             let state = TrainerState {
                 step: 0,
@@ -289,7 +393,11 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
             (model, state)
         }
     };
-    log(&format!("model: {} parameters, corruption `{}`", model.num_params(), recipe.corruption.name()));
+    log(&format!(
+        "model: {} parameters, corruption `{}`",
+        model.num_params(),
+        recipe.corruption.name()
+    ));
 
     let corruption = recipe.corruption.build(special.mask);
     let evaluation = recipe.corruption.evaluation(special.mask);
@@ -304,10 +412,16 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
         size: dataset.train.len(),
         cached_epoch: None,
     };
-    let bar = if options.show_progress { ProgressBar::new(t.max_steps as u64) } else { ProgressBar::hidden() };
+    let bar = if options.show_progress {
+        ProgressBar::new(t.max_steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_position(state.step as u64);
     let started = Instant::now();
@@ -322,14 +436,17 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
             "validation_loss": state.validation_losses.last().map(|v| v.1),
             "elapsed_seconds": state.elapsed_seconds,
         });
-        write_checkpoint(run, &CheckpointParts {
-            config: &config,
-            metadata: &metadata,
-            tokenizer: &tokenizer,
-            model,
-            optimizer,
-            state,
-        })
+        write_checkpoint(
+            run,
+            &CheckpointParts {
+                config: &config,
+                metadata: &metadata,
+                tokenizer: &tokenizer,
+                model,
+                optimizer,
+                state,
+            },
+        )
     };
 
     while state.step < t.max_steps {
@@ -337,7 +454,11 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
             state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
             save(&model, &optimizer, &state)?;
             bar.abandon();
-            log(&format!("interrupted: checkpoint at step {} written; continue with --resume {}", state.step, run.display()));
+            log(&format!(
+                "interrupted: checkpoint at step {} written; continue with --resume {}",
+                state.step,
+                run.display()
+            ));
             return Ok(TrainOutcome {
                 state,
                 interrupted: true,
@@ -352,10 +473,15 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
             let micro_index = step * t.gradient_accumulation + micro;
             let indices = order.indices(micro_index * t.batch_size, t.batch_size);
             let clean = PackedDataset::batch(&dataset.train, &indices);
-            let clean = maybe_shorten(clean, t.random_length_probability, &mut rng_for(t.seed, LENGTH_STREAM + micro_index as u64));
+            let clean = maybe_shorten(
+                clean,
+                t.random_length_probability,
+                &mut rng_for(t.seed, LENGTH_STREAM + micro_index as u64),
+            );
             step_tokens += (clean.batch * clean.length) as u64;
             let mut rng = rng_for(t.seed, CORRUPTION_STREAM + micro_index as u64);
-            let loss = batch_loss(&model, corruption.as_ref(), &clean, &mut rng, &train_device).div_scalar(t.gradient_accumulation as f64);
+            let loss = batch_loss(&model, corruption.as_ref(), &clean, &mut rng, &train_device)
+                .div_scalar(t.gradient_accumulation as f64);
             loss_sum += loss.clone().into_scalar::<f32>() as f64;
             let gradients = GradientsParams::from_grads(loss.backward(), &model);
             accumulator.accumulate(&model, gradients);
@@ -365,7 +491,8 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
                 "the loss became {loss_sum} at step {step}; lower training.learning_rate (the last checkpoint is intact)"
             )));
         }
-        let (gradients, gradient_norm) = clip_global_norm(&model, accumulator.grads(), t.gradient_clip);
+        let (gradients, gradient_norm) =
+            clip_global_norm(&model, accumulator.grads(), t.gradient_clip);
         let learning_rate = schedule.at(step);
         model = optimizer.step(learning_rate, model, gradients);
         state.step += 1;
@@ -378,34 +505,65 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
             let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
             let tokens_per_second = window.1 as f64 / seconds;
             window = (Instant::now(), 0);
-            bar.set_message(format!("loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s"));
+            bar.set_message(format!(
+                "loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s"
+            ));
             if !options.show_progress {
-                log(&format!("step {} loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s", state.step));
+                log(&format!(
+                    "step {} loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s",
+                    state.step
+                ));
             }
-            append_metric(run, serde_json::json!({
-                "step": state.step, "loss": loss_sum, "learning_rate": learning_rate,
-                "gradient_norm": gradient_norm, "tokens_per_second": tokens_per_second,
-                "tokens_seen": state.tokens_seen,
-            }));
+            append_metric(
+                run,
+                serde_json::json!({
+                    "step": state.step, "loss": loss_sum, "learning_rate": learning_rate,
+                    "gradient_norm": gradient_norm, "tokens_per_second": tokens_per_second,
+                    "tokens_seen": state.tokens_seen,
+                }),
+            );
         }
         let last = state.step == t.max_steps;
         if (t.eval_every > 0 && state.step % t.eval_every == 0) || last {
             let plain = model.valid();
-            let validation = mean_loss(&plain, evaluation.as_ref(), &dataset.validation[..dataset.validation.len().min(t.eval_batches * t.batch_size)], t.batch_size, 1, t.seed, &base_device, || {});
+            let validation = mean_loss(
+                &plain,
+                evaluation.as_ref(),
+                &dataset.validation[..dataset.validation.len().min(t.eval_batches * t.batch_size)],
+                t.batch_size,
+                1,
+                t.seed,
+                &base_device,
+                || {},
+            );
             state.validation_losses.push((state.step, validation));
-            let line = format!("step {} validation loss {validation:.4} (perplexity bound {:.2})", state.step, validation.exp());
+            let line = format!(
+                "step {} validation loss {validation:.4} (perplexity bound {:.2})",
+                state.step,
+                validation.exp()
+            );
             bar.println(&line);
             if !options.show_progress {
                 log(&line);
             }
-            append_metric(run, serde_json::json!({
-                "step": state.step, "validation_loss": validation, "perplexity_bound": validation.exp(),
-            }));
+            append_metric(
+                run,
+                serde_json::json!({
+                    "step": state.step, "validation_loss": validation, "perplexity_bound": validation.exp(),
+                }),
+            );
         }
         if (t.sample_every > 0 && state.step % t.sample_every == 0) || last {
             let plain = model.valid();
             let length = (recipe.data.sequence_length / 2).clamp(1, 48);
-            if let Ok(text) = training_sample(&plain, &tokenizer, &t.sample_prompt, length, t.seed, &base_device) {
+            if let Ok(text) = training_sample(
+                &plain,
+                &tokenizer,
+                &t.sample_prompt,
+                length,
+                t.seed,
+                &base_device,
+            ) {
                 let line = format!("sample @ {}: {}", state.step, text.replace('\n', " / "));
                 bar.println(&line);
                 if !options.show_progress {
@@ -419,7 +577,11 @@ pub fn train(recipe: &Recipe, options: &TrainOptions, log: &mut dyn FnMut(&str))
         }
     }
     bar.finish_and_clear();
-    let _ = plot_losses(&run.join(PLOT_FILE), &state.train_losses, &state.validation_losses);
+    let _ = plot_losses(
+        &run.join(PLOT_FILE),
+        &state.train_losses,
+        &state.validation_losses,
+    );
     Ok(TrainOutcome {
         state,
         interrupted: false,

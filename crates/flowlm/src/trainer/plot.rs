@@ -22,7 +22,9 @@ pub fn plot_losses(path: &Path, train: &[(usize, f64)], validation: &[(usize, f6
     }
     let (low, high) = (low.floor(), high.ceil().max(low.floor() + 1.0));
     let x_of = |s: usize| MARGIN + s * (WIDTH - 2 * MARGIN) / max_step;
-    let y_of = |l: f64| HEIGHT - MARGIN - (((l - low) / (high - low)) * (HEIGHT - 2 * MARGIN) as f64) as usize;
+    let y_of = |l: f64| {
+        HEIGHT - MARGIN - (((l - low) / (high - low)) * (HEIGHT - 2 * MARGIN) as f64) as usize
+    };
     let mut put = |x: usize, y: usize, color: [u8; 3]| {
         if x < WIDTH && y < HEIGHT {
             pixels[(y * WIDTH + x) * 3..(y * WIDTH + x) * 3 + 3].copy_from_slice(&color);

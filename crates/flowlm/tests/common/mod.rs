@@ -15,7 +15,11 @@ pub struct FixedDenoiser {
 
 impl FixedDenoiser {
     pub fn new(vocab: usize, table: Vec<Vec<f32>>) -> Self {
-        Self { vocab, table, calls: std::cell::Cell::new(0) }
+        Self {
+            vocab,
+            table,
+            calls: std::cell::Cell::new(0),
+        }
     }
 
     /// Position i prefers token `(i % (vocab - 2)) + 1` with a confidence that falls with i.
@@ -43,10 +47,16 @@ impl Denoiser for FixedDenoiser {
         for row in 0..canvas.batch() {
             for column in canvas.response_start..width {
                 let start = (row * width + column) * self.vocab;
-                values[start..start + self.vocab].copy_from_slice(&self.table[column - canvas.response_start]);
+                values[start..start + self.vocab]
+                    .copy_from_slice(&self.table[column - canvas.response_start]);
             }
         }
-        Ok(Logits { batch: canvas.batch(), length: width, vocab: self.vocab, values })
+        Ok(Logits {
+            batch: canvas.batch(),
+            length: width,
+            vocab: self.vocab,
+            values,
+        })
     }
 }
 
