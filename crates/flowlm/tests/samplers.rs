@@ -272,3 +272,33 @@ fn cfg_calls_the_model_twice_per_step() {
     assert_eq!(events.len(), 4);
     assert_eq!(denoiser.calls.get(), 8);
 }
+
+#[test]
+fn samplers_never_write_the_mask_token() {
+    // A model that loves the mask token (id 0) most of all.
+    let table: Vec<Vec<f32>> = (0..6)
+        .map(|i| {
+            let mut r = vec![0.0; VOCAB];
+            r[0] = 50.0;
+            r[i + 1] = 5.0;
+            r
+        })
+        .collect();
+    let denoiser = FixedDenoiser::new(VOCAB, table);
+    let samplers: Vec<Box<dyn Sampler>> = vec![
+        Box::new(GreedySampler),
+        Box::new(LladaSampler {
+            steps: 6,
+            block_length: 6,
+            ..Default::default()
+        }),
+        Box::new(RemaskSampler {
+            steps: 3,
+            ..Default::default()
+        }),
+    ];
+    for sampler in &samplers {
+        let (canvas, _) = run(sampler.as_ref(), &denoiser, &[vec![2]], 6, 0);
+        assert_eq!(canvas.masked_count(0), 0, "{}", sampler.name());
+    }
+}

@@ -31,6 +31,16 @@ impl Logits {
         &self.values[start..start + self.vocab]
     }
 
+    /// Makes `token` unpredictable everywhere (samplers must never write the mask token).
+    pub fn forbid(&mut self, token: u32) {
+        let token = token as usize;
+        if token < self.vocab {
+            for chunk in self.values.chunks_mut(self.vocab) {
+                chunk[token] = f32::NEG_INFINITY;
+            }
+        }
+    }
+
     pub fn at_mut(&mut self, row: usize, position: usize) -> &mut [f32] {
         let start = (row * self.length + position) * self.vocab;
         &mut self.values[start..start + self.vocab]

@@ -27,7 +27,8 @@ impl Sampler for GreedySampler {
             if (0..canvas.batch()).all(|r| canvas.masked_count(r) == 0) {
                 return Ok(report);
             }
-            let logits = denoiser.logits(canvas, None)?;
+            let mut logits = denoiser.logits(canvas, None)?;
+            logits.forbid(canvas.mask_id);
             report.forward_passes += 1;
             let mut event = StepEvent {
                 step: report.steps,

@@ -80,7 +80,7 @@ impl LladaSampler {
     fn guided_logits(&self, denoiser: &dyn Denoiser, canvas: &Canvas) -> Result<(Logits, usize)> {
         let conditional = denoiser.logits(canvas, None)?;
         if self.cfg_scale <= 0.0 {
-            return Ok((conditional, 1));
+            return Ok((Self::without_mask(conditional, canvas), 1));
         }
         let unconditional = denoiser.logits(&canvas.with_prompt_masked(), None)?;
         let w = self.cfg_scale as f32;
@@ -88,7 +88,13 @@ impl LladaSampler {
         for (c, u) in guided.values.iter_mut().zip(&unconditional.values) {
             *c = u + (w + 1.0) * (*c - u);
         }
-        Ok((guided, 2))
+        Ok((Self::without_mask(guided, canvas), 2))
+    }
+
+    /// The mask token is never a candidate: committing it would leave the slot masked.
+    fn without_mask(mut logits: Logits, canvas: &Canvas) -> Logits {
+        logits.forbid(canvas.mask_id);
+        logits
     }
 }
 

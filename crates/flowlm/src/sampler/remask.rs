@@ -69,7 +69,8 @@ impl Sampler for RemaskSampler {
         let mut confidence = vec![vec![0.0f64; length]; canvas.batch()];
         let mut report = SamplerReport::default();
         for round in 0..self.steps {
-            let logits = denoiser.logits(canvas, None)?;
+            let mut logits = denoiser.logits(canvas, None)?;
+            logits.forbid(canvas.mask_id);
             report.forward_passes += 1;
             let mut event = StepEvent {
                 step: report.steps,
