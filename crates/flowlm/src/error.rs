@@ -5,12 +5,8 @@ use std::path::PathBuf;
 /// Errors returned by the FlowLM library.
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path} line {line}: {message}")]
@@ -37,7 +33,7 @@ impl FlowError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         FlowError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
