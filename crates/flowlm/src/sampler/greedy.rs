@@ -1,7 +1,7 @@
 //! Seed 001's `iter_mask_decode`: each step commits exactly one token per row -- the masked
 //! position whose top probability is highest, with its argmax token.
 
-use super::{Observer, Sampler, SamplerReport, StepEvent, commit};
+use super::{Observer, Sampler, SamplerReport, StepEvent, commit, predict};
 use crate::canvas::Canvas;
 use crate::error::Result;
 use crate::model::{Denoiser, argmax, softmax};
@@ -27,8 +27,7 @@ impl Sampler for GreedySampler {
             if (0..canvas.batch()).all(|r| canvas.masked_count(r) == 0) {
                 return Ok(report);
             }
-            let mut logits = denoiser.logits(canvas, None)?;
-            logits.forbid(canvas.mask_id);
+            let logits = predict(denoiser, canvas, None)?;
             report.forward_passes += 1;
             let mut event = StepEvent {
                 step: report.steps,

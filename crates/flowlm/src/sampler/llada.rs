@@ -1,7 +1,7 @@
 //! LLaDA's `generate`: semi-autoregressive blocks, a fixed number of commits per step, low-
 //! confidence or random remasking, classifier-free guidance, and Gumbel-max in float64.
 
-use super::{Observer, Sampler, SamplerReport, StepEvent, commit, gumbel_argmax};
+use super::{Observer, Sampler, SamplerReport, StepEvent, commit, gumbel_argmax, predict};
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
 use crate::model::{Denoiser, Logits, softmax};
@@ -78,23 +78,21 @@ impl LladaSampler {
     }
 
     fn guided_logits(&self, denoiser: &dyn Denoiser, canvas: &Canvas) -> Result<(Logits, usize)> {
-        let conditional = denoiser.logits(canvas, None)?;
+        let conditional = predict(denoiser, canvas, None)?;
+        // The conditional side has the mask forbidden (-inf); that column is kept as is below
+        // rather than mixed, which would give NaN.
         if self.cfg_scale <= 0.0 {
-            return Ok((Self::without_mask(conditional, canvas), 1));
+            return Ok((conditional, 1));
         }
         let unconditional = denoiser.logits(&canvas.with_prompt_masked(), None)?;
         let w = self.cfg_scale as f32;
         let mut guided = conditional;
         for (c, u) in guided.values.iter_mut().zip(&unconditional.values) {
-            *c = u + (w + 1.0) * (*c - u);
+            if c.is_finite() {
+                *c = u + (w + 1.0) * (*c - u);
+            }
         }
-        Ok((Self::without_mask(guided, canvas), 2))
-    }
-
-    /// The mask token is never a candidate: committing it would leave the slot masked.
-    fn without_mask(mut logits: Logits, canvas: &Canvas) -> Logits {
-        logits.forbid(canvas.mask_id);
-        logits
+        Ok((guided, 2))
     }
 }
 

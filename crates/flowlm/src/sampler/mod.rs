@@ -71,6 +71,18 @@ pub trait Sampler {
     ) -> Result<SamplerReport>;
 }
 
+/// The denoiser's logits for `canvas`, with the mask token made unpredictable: a sampler that
+/// committed the mask would leave the slot masked (and greedy would never finish).
+pub(crate) fn predict(
+    denoiser: &dyn Denoiser,
+    canvas: &Canvas,
+    time: Option<&[f32]>,
+) -> Result<crate::model::Logits> {
+    let mut logits = denoiser.logits(canvas, time)?;
+    logits.forbid(canvas.mask_id);
+    Ok(logits)
+}
+
 /// Writes `token` at `column` of `row` and records the change.
 pub(crate) fn commit(
     canvas: &mut Canvas,

@@ -2,7 +2,7 @@
 //! top-p); on every round but the last, a `remask_ratio` share of the response goes back to the
 //! mask (least confident first, or at random) to be predicted again.
 
-use super::{Observer, Sampler, SamplerReport, StepEvent, commit, sample_filtered};
+use super::{Observer, Sampler, SamplerReport, StepEvent, commit, predict, sample_filtered};
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
 use crate::model::{Denoiser, softmax};
@@ -69,8 +69,7 @@ impl Sampler for RemaskSampler {
         let mut confidence = vec![vec![0.0f64; length]; canvas.batch()];
         let mut report = SamplerReport::default();
         for round in 0..self.steps {
-            let mut logits = denoiser.logits(canvas, None)?;
-            logits.forbid(canvas.mask_id);
+            let logits = predict(denoiser, canvas, None)?;
             report.forward_passes += 1;
             let mut event = StepEvent {
                 step: report.steps,
