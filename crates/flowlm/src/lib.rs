@@ -13,11 +13,14 @@ pub mod eval;
 pub mod io;
 pub mod model;
 pub mod objective;
+pub mod policy;
 pub mod random;
 pub mod recipe;
 pub mod sampler;
 pub mod schedule;
+pub mod tasks;
 pub mod tokenizer;
 pub mod trainer;
+pub mod vocabulary;
 
 pub use error::{FlowError, Result};

@@ -30,6 +30,8 @@ pub struct DataSection {
     pub validation_fraction: f64,
     /// Cache tokenized corpora on disk (`$FLOWLM_CACHE_DIR`).
     pub cache: bool,
+    /// File names under `path` left out of training (held out for evaluation).
+    pub exclude: Vec<String>,
 }
 
 impl Default for DataSection {
@@ -39,6 +41,7 @@ impl Default for DataSection {
             sequence_length: 128,
             validation_fraction: 0.02,
             cache: true,
+            exclude: Vec::new(),
         }
     }
 }

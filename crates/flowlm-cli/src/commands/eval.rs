@@ -39,7 +39,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         })
         .sum();
-    let (documents, _) = tokenize_cached(&args.data, &saved.tokenizer, true)?;
+    let (documents, _) = tokenize_cached(&args.data, &[], &saved.tokenizer, true)?;
     let tokens: usize = documents.iter().map(|d| d.body.len() + 1).sum();
     let rows = tokens / saved.metadata.sequence_length;
     let bar = ProgressBar::new((rows.div_ceil(args.batch_size.max(1)) * args.samples) as u64);

@@ -3,9 +3,8 @@ use clap::{Args, ValueEnum};
 use flowlm::canvas::Canvas;
 use flowlm::model::SavedModel;
 use flowlm::random::rng_for;
-use flowlm::sampler::{
-    GreedySampler, LladaSampler, RemaskOrder, RemaskSampler, Remasking, Sampler, StepEvent,
-};
+use flowlm::sampler::{Initialization, Remasking, SamplerSettings, StepEvent, build_sampler};
+use flowlm::vocabulary::Vocabulary;
 use flowlm::tokenizer::Tokenizer;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -18,6 +17,35 @@ enum SamplerName {
     Llada,
     /// Seed 004: sample all masks, re-mask a share each round
     Remask,
+    /// FlowLM: fill masks by confidence and revise any token the model distrusts
+    Correct,
+    /// Uniform diffusion: ancestral reverse process from random tokens (strided T)
+    Uniform,
+    /// Duo: ancestral sampling from random tokens, greedy last step
+    Duo,
+    /// Left-to-right greedy decoding of the autoregressive baseline
+    Autoregressive,
+}
+
+impl SamplerName {
+    fn name(self) -> &'static str {
+        match self {
+            SamplerName::Greedy => "greedy",
+            SamplerName::Llada => "llada",
+            SamplerName::Remask => "remask",
+            SamplerName::Correct => "correct",
+            SamplerName::Uniform => "uniform",
+            SamplerName::Duo => "duo",
+            SamplerName::Autoregressive => "autoregressive",
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InitName {
+    Mask,
+    Random,
+    Mixed,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,6 +95,15 @@ pub struct GenerateArgs {
     /// llada: give end-of-text predictions -inf confidence so they are committed last
     #[arg(long)]
     suppress_eos: bool,
+    /// correct: replace a token whose own probability falls below this
+    #[arg(long, default_value_t = 0.3)]
+    edit_threshold: f64,
+    /// correct: replace a token when another is predicted with more than this
+    #[arg(long, default_value_t = 0.9)]
+    accept_threshold: f64,
+    /// correct: start the response from masks, random tokens, or half of each
+    #[arg(long, value_enum, default_value = "mask")]
+    init: InitName,
     /// Random seed
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -105,18 +142,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let saved = SavedModel::load(&dir, &device)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
     let defaults = &saved.metadata.sampler_defaults;
-    let sampler_name = match args.sampler {
-        Some(SamplerName::Greedy) => "greedy",
-        Some(SamplerName::Llada) => "llada",
-        Some(SamplerName::Remask) => "remask",
-        None => defaults.sampler.as_str(),
-    };
-    if !saved.metadata.corruption.supports_sampler(sampler_name) {
-        bail!(
-            "the `{sampler_name}` sampler cannot drive this model: it was trained with the `{}` corruption",
-            saved.metadata.corruption.name()
-        );
-    }
+    let sampler_name = args
+        .sampler
+        .map(SamplerName::name)
+        .unwrap_or(defaults.sampler.as_str());
     let gen_length = args.gen_length.unwrap_or(defaults.gen_length);
     let steps = args.steps.unwrap_or(defaults.steps);
     let temperature = args.temperature.unwrap_or(defaults.temperature);
@@ -128,35 +157,44 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             prompt.len()
         );
     }
-    let sampler: Box<dyn Sampler> = match sampler_name {
-        "greedy" => Box::new(GreedySampler),
-        "llada" => Box::new(LladaSampler {
-            steps,
-            block_length: args
-                .block_length
-                .unwrap_or(defaults.block_length.min(gen_length)),
-            temperature,
-            remasking: match args.remasking {
-                RemaskingName::LowConfidence => Remasking::LowConfidence,
-                RemaskingName::Random => Remasking::Random,
-            },
-            cfg_scale: args.cfg_scale,
-            suppress_tokens: if args.suppress_eos {
-                vec![saved.metadata.eos_token_id]
-            } else {
-                Vec::new()
-            },
-        }),
-        "remask" => Box::new(RemaskSampler {
-            steps,
-            remask_ratio: args.remask_ratio,
-            temperature: args.temperature.unwrap_or(0.8),
-            top_k: args.top_k,
-            top_p: args.top_p,
-            order: RemaskOrder::LowestConfidence,
-        }),
-        other => bail!("unknown sampler `{other}` in flowlm.json; use greedy, llada or remask"),
+    let settings = SamplerSettings {
+        steps,
+        block_length: args
+            .block_length
+            .unwrap_or(defaults.block_length.min(gen_length)),
+        temperature: if sampler_name == "remask" {
+            args.temperature.unwrap_or(0.8)
+        } else {
+            temperature
+        },
+        remasking: match args.remasking {
+            RemaskingName::LowConfidence => Remasking::LowConfidence,
+            RemaskingName::Random => Remasking::Random,
+        },
+        cfg_scale: args.cfg_scale,
+        suppress_tokens: if args.suppress_eos {
+            vec![saved.metadata.eos_token_id]
+        } else {
+            Vec::new()
+        },
+        top_k: args.top_k,
+        top_p: args.top_p,
+        remask_ratio: args.remask_ratio,
+        edit_threshold: args.edit_threshold,
+        accept_threshold: args.accept_threshold,
+        initialization: match args.init {
+            InitName::Mask => Initialization::Mask,
+            InitName::Random => Initialization::Random,
+            InitName::Mixed => Initialization::Mixed { random_share: 0.5 },
+        },
     };
+    let vocabulary = Vocabulary::for_tokenizer(&saved.tokenizer, saved.config.vocab_size);
+    let sampler = build_sampler(
+        sampler_name,
+        &settings,
+        &saved.metadata.corruption,
+        &vocabulary,
+    )?;
     let special = saved.tokenizer.special();
     let mut canvas = Canvas::new(&[prompt], gen_length, special.mask, special.pad)?;
     let denoiser = saved.denoiser(&device);

@@ -2,12 +2,26 @@
 //! the targets, and the per-position loss weights (taken from its `Schedule`). The trainer only
 //! sees this interface, so it does not know which corruption it runs.
 
+mod autoregressive;
+mod gaussian_soft;
 mod mask;
+mod substitute;
+mod uniform;
 
+pub use autoregressive::NextToken;
+pub use gaussian_soft::{
+    GaussianParameterization, GaussianSoftCorruption, TemperatureAnnealing,
+    effective_clean_probability,
+};
 pub use mask::{MaskCorruption, TimeSampling};
+pub use substitute::MaskAndSubstitute;
+pub use uniform::UniformCorruption;
 
+use crate::model::DiffusionTransformer;
 use crate::random::StdRng;
 use crate::schedule::Schedule;
+use crate::vocabulary::Vocabulary;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Clean training sequences, `[batch, length]` row-major.
@@ -57,6 +71,29 @@ pub struct CorruptedBatch {
 pub trait Corruption {
     fn corrupt(&self, clean: &CleanBatch, rng: &mut StdRng) -> CorruptedBatch;
     fn schedule(&self) -> Schedule;
+
+    /// The training loss of one clean batch. Token corruptions use the weighted cross-entropy of
+    /// `corrupt`; corruptions with another input or objective (soft tokens) override this.
+    fn loss(
+        &self,
+        model: &DiffusionTransformer,
+        clean: &CleanBatch,
+        training_step: usize,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let _ = training_step;
+        let corrupted = self.corrupt(clean, rng);
+        crate::objective::token_cross_entropy(model, &corrupted, clean.batch, clean.length, device)
+    }
+}
+
+fn default_corruption_rate() -> f64 {
+    0.15
+}
+
+fn default_uniform_steps() -> usize {
+    1000
 }
 
 /// The corruption of a recipe and of a saved model (`flowlm.json`).
@@ -68,6 +105,29 @@ pub enum CorruptionConfig {
         #[serde(default)]
         time: TimeSampling,
     },
+    /// FlowLM (seed 000): masks plus random substitutions of visible tokens.
+    MaskAndSubstitute {
+        #[serde(default)]
+        time: TimeSampling,
+        #[serde(default = "default_corruption_rate")]
+        corruption_rate: f64,
+        #[serde(default)]
+        score_all: bool,
+    },
+    /// Uniform diffusion (seed 002, LDLM): cosine schedule over `steps` discrete steps.
+    Uniform {
+        #[serde(default = "default_uniform_steps")]
+        steps: usize,
+    },
+    /// Duo-style Gaussian soft tokens (seed 001).
+    GaussianSoft {
+        #[serde(default)]
+        parameterization: GaussianParameterization,
+        #[serde(default)]
+        temperature: TemperatureAnnealing,
+    },
+    /// No corruption: next-token prediction with a causal model (the autoregressive baseline).
+    Autoregressive,
 }
 
 impl Default for CorruptionConfig {
@@ -79,38 +139,85 @@ impl Default for CorruptionConfig {
 }
 
 impl CorruptionConfig {
-    pub fn build(&self, mask_id: u32) -> Box<dyn Corruption> {
+    pub fn build(&self, vocabulary: &Vocabulary) -> Box<dyn Corruption> {
+        let vocabulary = vocabulary.clone();
         match self {
             CorruptionConfig::Mask { time } => Box::new(MaskCorruption {
-                mask_id,
+                mask_id: vocabulary.mask,
                 time: *time,
             }),
+            CorruptionConfig::MaskAndSubstitute {
+                time,
+                corruption_rate,
+                score_all,
+            } => Box::new(MaskAndSubstitute {
+                vocabulary,
+                time: *time,
+                corruption_rate: *corruption_rate,
+                score_all: *score_all,
+            }),
+            CorruptionConfig::Uniform { steps } => Box::new(UniformCorruption {
+                vocabulary,
+                steps: *steps,
+            }),
+            CorruptionConfig::GaussianSoft {
+                parameterization,
+                temperature,
+            } => Box::new(GaussianSoftCorruption {
+                vocabulary,
+                parameterization: *parameterization,
+                temperature: *temperature,
+            }),
+            CorruptionConfig::Autoregressive => Box::new(NextToken),
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             CorruptionConfig::Mask { .. } => "mask",
+            CorruptionConfig::MaskAndSubstitute { .. } => "mask_and_substitute",
+            CorruptionConfig::Uniform { .. } => "uniform",
+            CorruptionConfig::GaussianSoft { .. } => "gaussian_soft",
+            CorruptionConfig::Autoregressive => "autoregressive",
+        }
+    }
+
+    /// The samplers that can drive a model trained with this corruption.
+    pub fn samplers(&self) -> &'static [&'static str] {
+        match self {
+            CorruptionConfig::Mask { .. } => &["greedy", "llada", "remask", "correct", "xflow"],
+            CorruptionConfig::MaskAndSubstitute { .. } => {
+                &["correct", "greedy", "llada", "remask", "xflow"]
+            }
+            CorruptionConfig::Uniform { .. } => &["uniform"],
+            CorruptionConfig::GaussianSoft { .. } => &["duo"],
+            CorruptionConfig::Autoregressive => &["autoregressive"],
         }
     }
 
     /// Whether a sampler can drive models trained with this corruption.
     pub fn supports_sampler(&self, sampler: &str) -> bool {
-        match self {
-            CorruptionConfig::Mask { .. } => matches!(sampler, "greedy" | "llada" | "remask"),
-        }
+        self.samplers().contains(&sampler)
     }
-}
 
-impl CorruptionConfig {
+    /// Whether the model has learnt what the mask token means.
+    pub fn uses_mask(&self) -> bool {
+        matches!(
+            self,
+            CorruptionConfig::Mask { .. } | CorruptionConfig::MaskAndSubstitute { .. }
+        )
+    }
+
     /// The corruption used for validation figures: for masked models the MDLM ELBO itself
-    /// (antithetic t over (0, 1]), whatever rate the training used, so the NELBO is honest.
-    pub fn evaluation(&self, mask_id: u32) -> Box<dyn Corruption> {
+    /// (antithetic t over (0, 1]), whatever rate the training used, so the NELBO is honest;
+    /// the others validate on their own training loss.
+    pub fn evaluation(&self, vocabulary: &Vocabulary) -> Box<dyn Corruption> {
         match self {
             CorruptionConfig::Mask { .. } => Box::new(MaskCorruption {
-                mask_id,
+                mask_id: vocabulary.mask,
                 time: TimeSampling::Antithetic,
             }),
+            other => other.build(vocabulary),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! On-disk token cache: a corpus is tokenized once per (files, tokenizer); later runs read the
 //! ids back. The key covers each file's path, size and modification time and the tokenizer file.
 
-use super::documents::{Document, data_files, load_documents};
+use super::documents::{Document, data_files_excluding, load_documents_excluding};
 use crate::error::{FlowError, Result};
 use crate::tokenizer::Tokenizer;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -25,9 +25,9 @@ pub fn cache_directory() -> PathBuf {
     }
 }
 
-fn cache_key(path: &Path, tokenizer: &Tokenizer) -> Result<u64> {
+fn cache_key(path: &Path, exclude: &[String], tokenizer: &Tokenizer) -> Result<u64> {
     let mut hasher = DefaultHasher::new();
-    for file in data_files(path)? {
+    for file in data_files_excluding(path, exclude)? {
         let meta = std::fs::metadata(&file).map_err(|e| FlowError::io(&file, e))?;
         file.hash(&mut hasher);
         meta.len().hash(&mut hasher);
@@ -46,16 +46,17 @@ fn cache_key(path: &Path, tokenizer: &Tokenizer) -> Result<u64> {
 /// documents and whether the cache was used.
 pub fn tokenize_cached(
     path: &Path,
+    exclude: &[String],
     tokenizer: &Tokenizer,
     use_cache: bool,
 ) -> Result<(Vec<TokenizedDocument>, bool)> {
-    let key = cache_key(path, tokenizer)?;
+    let key = cache_key(path, exclude, tokenizer)?;
     let file = cache_directory().join(format!("tokens-{key:016x}.bin"));
     if use_cache && let Some(documents) = read_cache(&file) {
         return Ok((documents, true));
     }
     let mut tokenized = Vec::new();
-    for document in load_documents(path)? {
+    for document in load_documents_excluding(path, exclude)? {
         tokenized.push(match document {
             Document::Text(text) => TokenizedDocument {
                 prompt: Vec::new(),

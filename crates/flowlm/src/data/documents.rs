@@ -33,6 +33,11 @@ enum Row {
 /// The files a path stands for, in a stable order: the file itself, or every `.txt`, `.md` and
 /// `.jsonl` file below a folder.
 pub fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
+    data_files_excluding(path, &[])
+}
+
+/// [`data_files`] without the files whose names are in `exclude` (a held-out play, say).
+pub fn data_files_excluding(path: &Path, exclude: &[String]) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -57,7 +62,11 @@ pub fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
             } else if matches!(
                 p.extension().and_then(|e| e.to_str()),
                 Some("txt" | "md" | "jsonl")
-            ) {
+            ) && !p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| exclude.iter().any(|e| e == n))
+            {
                 files.push(p);
             }
         }
@@ -74,8 +83,13 @@ pub fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// Reads every document under `path`.
 pub fn load_documents(path: &Path) -> Result<Vec<Document>> {
+    load_documents_excluding(path, &[])
+}
+
+/// [`load_documents`] without the files named in `exclude`.
+pub fn load_documents_excluding(path: &Path, exclude: &[String]) -> Result<Vec<Document>> {
     let mut documents = Vec::new();
-    for file in data_files(path)? {
+    for file in data_files_excluding(path, exclude)? {
         let text = crate::io::read_to_string(&file)?;
         if file.extension().and_then(|e| e.to_str()) == Some("jsonl") {
             documents.extend(parse_jsonl(&text, &file)?);

@@ -8,5 +8,8 @@ mod documents;
 mod packing;
 
 pub use cache::{TokenizedDocument, cache_directory, tokenize_cached};
-pub use documents::{Document, data_files, load_documents, parse_jsonl};
+pub use documents::{
+    Document, data_files, data_files_excluding, load_documents, load_documents_excluding,
+    parse_jsonl,
+};
 pub use packing::{PackedDataset, Sequence, pack};

@@ -55,6 +55,7 @@ pub fn bench_train(
             &model,
             &corruption,
             &clean,
+            step,
             &mut rng_for(0, step as u64),
             &train_device,
         );

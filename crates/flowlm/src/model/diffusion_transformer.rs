@@ -425,6 +425,11 @@ impl DiffusionTransformer {
     }
 
     /// The input embedding matrix `[V, hidden]`.
+    /// Rows of the embedding matrix.
+    pub fn vocab_size(&self) -> usize {
+        self.embed_tokens.weight.dims()[0]
+    }
+
     pub fn input_embeddings(&self) -> Tensor<2> {
         self.embed_tokens.weight.val()
     }

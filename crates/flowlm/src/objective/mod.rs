@@ -42,3 +42,48 @@ pub fn batch_tensors(
     let time = Tensor::<1>::from_data(TensorData::new(batch.time.clone(), [rows]), device);
     (ids(&batch.input), ids(&batch.targets), weights, time)
 }
+
+/// Floor of the one-hot target inside the symmetric KL: KL(p || one-hot) is infinite without one.
+pub const SYMMETRIC_KL_FLOOR: f32 = 1e-6;
+
+/// Per-position symmetric KL, KL(p || q) + KL(q || p) = sum_i (p_i - q_i)(ln p_i - ln q_i), between
+/// p = softmax(logits) and q = the one-hot target floored at [`SYMMETRIC_KL_FLOOR`]. `[B, L]`.
+pub fn symmetric_kl_to_one_hot(logits: Tensor<3>, targets: &[u32], device: &Device) -> Tensor<2> {
+    let [batch, length, vocab] = logits.dims();
+    let mut target = vec![SYMMETRIC_KL_FLOOR; batch * length * vocab];
+    for (position, &token) in targets.iter().enumerate() {
+        target[position * vocab + token as usize] = 1.0;
+    }
+    let q = Tensor::<3>::from_data(TensorData::new(target, [batch, length, vocab]), device);
+    let log_p = log_softmax(logits, 2);
+    let p = log_p.clone().exp();
+    ((p - q.clone()) * (log_p - q.log()))
+        .sum_dim(2)
+        .reshape([batch, length])
+}
+
+/// Seed 001's per-row scale of the symmetric KL, t / (V (1 - t) + t): rows with little noise
+/// (easy) count less, so the hardest rows do not dominate the gradient.
+pub fn view_scale(time: f64, vocab: usize) -> f64 {
+    time / (vocab as f64 * (1.0 - time) + time)
+}
+
+/// The default loss of a token-level corruption: weighted cross-entropy of the model's logits on
+/// the corrupted ids.
+pub fn token_cross_entropy(
+    model: &crate::model::DiffusionTransformer,
+    corrupted: &CorruptedBatch,
+    rows: usize,
+    length: usize,
+    device: &Device,
+) -> Tensor<1> {
+    let (ids, targets, weights, time) = batch_tensors(corrupted, rows, length, device);
+    let positions = crate::model::default_positions(rows, length, device);
+    let logits = model.forward(
+        crate::model::DenoiserInput::Tokens(ids),
+        positions,
+        Some(time),
+        None,
+    );
+    weighted_cross_entropy(logits, targets, weights, corrupted.normalizer)
+}

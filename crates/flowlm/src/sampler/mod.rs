@@ -2,13 +2,21 @@
 //! same per-step `StepEvent` (which positions changed, to what, with what confidence), so the
 //! live terminal view, the benchmarks and the tests all read one thing.
 
+mod ancestral;
+mod autoregressive;
+mod correct;
 mod greedy;
 mod llada;
+mod registry;
 mod remask;
 mod sampling;
 
+pub use ancestral::{AncestralSampler, UniformProcess};
+pub use autoregressive::AutoregressiveSampler;
+pub use correct::{CorrectSampler, Initialization};
 pub use greedy::GreedySampler;
 pub use llada::{LladaSampler, Remasking, commit_schedule as llada_commit_schedule};
+pub use registry::{SAMPLER_NAMES, SamplerSettings, build_sampler};
 pub use remask::{RemaskOrder, RemaskSampler};
 pub use sampling::{filtered_distribution, gumbel_argmax, sample_filtered};
 

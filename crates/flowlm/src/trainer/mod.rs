@@ -25,13 +25,11 @@ use crate::corruption::{CleanBatch, Corruption};
 use crate::data::{PackedDataset, Sequence, pack, tokenize_cached};
 use crate::error::{FlowError, Result};
 use crate::model::{
-    DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, ModelDenoiser,
-    default_positions, saved::load_weights, seeded_init, stable_parameter_ids,
+    DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, ModelDenoiser,
+    saved::load_weights, seeded_init, stable_parameter_ids,
 };
-use crate::objective::{batch_tensors, weighted_cross_entropy};
 use crate::random::{permutation, rng_for};
 use crate::recipe::{Recipe, TokenizerKind, TokenizerSection};
-use crate::sampler::{LladaSampler, Sampler};
 use crate::tokenizer::{SimpleTokenizer, SimpleUnit, Tokenizer, train_byte_level_bpe};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
@@ -76,6 +74,7 @@ pub struct TrainOutcome {
 pub fn build_tokenizer(
     section: &TokenizerSection,
     data: &Path,
+    exclude: &[String],
     scratch: &Path,
 ) -> Result<Tokenizer> {
     let path = || {
@@ -89,7 +88,7 @@ pub fn build_tokenizer(
         TokenizerKind::Gpt2 => Tokenizer::from_dir(&path()?),
         TokenizerKind::Bpe => {
             // Train on the documents' text (so JSONL trains on its contents, not its syntax).
-            let documents = crate::data::load_documents(data)?;
+            let documents = crate::data::load_documents_excluding(data, exclude)?;
             let corpus = scratch.join(".bpe-corpus.txt");
             let mut text = String::new();
             for d in documents {
@@ -108,7 +107,7 @@ pub fn build_tokenizer(
             tokenizer
         }
         TokenizerKind::Char | TokenizerKind::Word => {
-            let documents = crate::data::load_documents(data)?;
+            let documents = crate::data::load_documents_excluding(data, exclude)?;
             let texts: Vec<String> = documents
                 .into_iter()
                 .flat_map(|d| match d {
@@ -211,15 +210,11 @@ pub fn batch_loss(
     model: &DiffusionTransformer,
     corruption: &dyn Corruption,
     clean: &CleanBatch,
+    training_step: usize,
     rng: &mut crate::random::StdRng,
     device: &Device,
 ) -> burn::tensor::Tensor<1> {
-    let corrupted = corruption.corrupt(clean, rng);
-    let (ids, targets, weights, time) =
-        batch_tensors(&corrupted, clean.batch, clean.length, device);
-    let positions = default_positions(clean.batch, clean.length, device);
-    let logits = model.forward(DenoiserInput::Tokens(ids), positions, Some(time), None);
-    weighted_cross_entropy(logits, targets, weights, corrupted.normalizer)
+    corruption.loss(model, clean, training_step, rng, device)
 }
 
 /// Mean loss over `sequences` in batches, `repeats` Monte-Carlo passes, draws keyed by `seed`.
@@ -247,7 +242,7 @@ pub fn mean_loss(
                 VALIDATION_STREAM + (repeat * 1_000_003 + index) as u64,
             );
             let loss =
-                batch_loss(model, corruption, &clean, &mut rng, device).into_scalar::<f32>() as f64;
+                batch_loss(model, corruption, &clean, usize::MAX, &mut rng, device).into_scalar::<f32>() as f64;
             total += loss * chunk.len() as f64;
             count += chunk.len();
             on_batch();
@@ -268,22 +263,35 @@ fn append_metric(run: &Path, value: serde_json::Value) {
 }
 
 /// A short generation shown during training.
+/// It uses the corruption's own sampler with one step per token.
 pub fn training_sample(
     model: &DiffusionTransformer,
     tokenizer: &Tokenizer,
+    corruption: &crate::corruption::CorruptionConfig,
     prompt: &str,
     length: usize,
     seed: u64,
     device: &Device,
 ) -> Result<String> {
     let special = tokenizer.special();
-    let prompt_ids = tokenizer.encode(prompt)?;
+    let mut prompt_ids = tokenizer.encode(prompt)?;
+    if prompt_ids.is_empty() && !corruption.uses_mask() {
+        // Left-to-right decoding needs something to continue from.
+        prompt_ids.push(special.eos);
+    }
     let mut canvas = Canvas::new(&[prompt_ids], length, special.mask, special.pad)?;
-    let sampler = LladaSampler {
+    let vocabulary = crate::vocabulary::Vocabulary::for_tokenizer(tokenizer, model.vocab_size());
+    let settings = crate::sampler::SamplerSettings {
         steps: length,
         block_length: length,
         ..Default::default()
     };
+    let sampler = crate::sampler::build_sampler(
+        corruption.default_sampler(),
+        &settings,
+        corruption,
+        &vocabulary,
+    )?;
     let denoiser = ModelDenoiser {
         model: model.clone(),
         device: device.clone(),
@@ -318,11 +326,21 @@ pub fn train(
                 "building the {:?} tokenizer",
                 recipe.tokenizer.kind
             ));
-            build_tokenizer(&recipe.tokenizer, &recipe.data.path, run)?
+            build_tokenizer(
+                &recipe.tokenizer,
+                &recipe.data.path,
+                &recipe.data.exclude,
+                run,
+            )?
         }
     };
     let special = tokenizer.special();
-    let (documents, cached) = tokenize_cached(&recipe.data.path, &tokenizer, recipe.data.cache)?;
+    let (documents, cached) = tokenize_cached(
+        &recipe.data.path,
+        &recipe.data.exclude,
+        &tokenizer,
+        recipe.data.cache,
+    )?;
     let dataset = pack(
         &documents,
         recipe.data.sequence_length,
@@ -399,8 +417,9 @@ pub fn train(
         recipe.corruption.name()
     ));
 
-    let corruption = recipe.corruption.build(special.mask);
-    let evaluation = recipe.corruption.evaluation(special.mask);
+    let vocabulary = crate::vocabulary::Vocabulary::for_tokenizer(&tokenizer, config.vocab_size);
+    let corruption = recipe.corruption.build(&vocabulary);
+    let evaluation = recipe.corruption.evaluation(&vocabulary);
     let schedule = LearningRateSchedule {
         peak: t.learning_rate,
         warmup_steps: t.warmup_steps,
@@ -480,7 +499,7 @@ pub fn train(
             );
             step_tokens += (clean.batch * clean.length) as u64;
             let mut rng = rng_for(t.seed, CORRUPTION_STREAM + micro_index as u64);
-            let loss = batch_loss(&model, corruption.as_ref(), &clean, &mut rng, &train_device)
+            let loss = batch_loss(&model, corruption.as_ref(), &clean, step, &mut rng, &train_device)
                 .div_scalar(t.gradient_accumulation as f64);
             loss_sum += loss.clone().into_scalar::<f32>() as f64;
             let gradients = GradientsParams::from_grads(loss.backward(), &model);
@@ -559,6 +578,7 @@ pub fn train(
             if let Ok(text) = training_sample(
                 &plain,
                 &tokenizer,
+                &recipe.corruption,
                 &t.sample_prompt,
                 length,
                 t.seed,

@@ -1,0 +1,142 @@
+//! Samplers by name, built from one settings struct, so the CLI, the trainer's samples and the
+//! benchmarks agree on what `--sampler NAME` means and on which models each one can drive.
+
+use super::{
+    AncestralSampler, AutoregressiveSampler, CorrectSampler, GreedySampler, Initialization,
+    LladaSampler, RemaskOrder, RemaskSampler, Remasking, Sampler, UniformProcess,
+};
+use crate::corruption::CorruptionConfig;
+use crate::error::{FlowError, Result};
+use crate::vocabulary::Vocabulary;
+
+/// Every sampler name, in the order `--help` lists them.
+pub const SAMPLER_NAMES: &[&str] = &[
+    "greedy",
+    "llada",
+    "remask",
+    "correct",
+    "uniform",
+    "duo",
+    "autoregressive",
+];
+
+/// The knobs of all samplers; each sampler reads the ones it has.
+#[derive(Debug, Clone)]
+pub struct SamplerSettings {
+    pub steps: usize,
+    pub block_length: usize,
+    pub temperature: f64,
+    pub remasking: Remasking,
+    pub cfg_scale: f64,
+    pub suppress_tokens: Vec<u32>,
+    pub top_k: usize,
+    pub top_p: f64,
+    pub remask_ratio: f64,
+    pub edit_threshold: f64,
+    pub accept_threshold: f64,
+    pub initialization: Initialization,
+}
+
+impl Default for SamplerSettings {
+    fn default() -> Self {
+        Self {
+            steps: 64,
+            block_length: 64,
+            temperature: 0.0,
+            remasking: Remasking::LowConfidence,
+            cfg_scale: 0.0,
+            suppress_tokens: Vec::new(),
+            top_k: 50,
+            top_p: 0.9,
+            remask_ratio: 0.5,
+            edit_threshold: 0.3,
+            accept_threshold: 0.9,
+            initialization: Initialization::Mask,
+        }
+    }
+}
+
+impl CorruptionConfig {
+    /// The sampler a model trained with this corruption uses unless told otherwise.
+    pub fn default_sampler(&self) -> &'static str {
+        match self {
+            CorruptionConfig::Mask { .. } => "llada",
+            other => other.samplers()[0],
+        }
+    }
+}
+
+/// The sampler `name` for a model trained with `corruption`, or a clear error when that model
+/// cannot be driven by it (a `duo` sampler on a masked-only model has no noise it understands).
+pub fn build_sampler(
+    name: &str,
+    settings: &SamplerSettings,
+    corruption: &CorruptionConfig,
+    vocabulary: &Vocabulary,
+) -> Result<Box<dyn Sampler>> {
+    if !SAMPLER_NAMES.contains(&name) {
+        return Err(FlowError::argument(
+            "--sampler",
+            format!("unknown sampler `{name}`; choose one of {}", SAMPLER_NAMES.join(", ")),
+        ));
+    }
+    if !corruption.supports_sampler(name) {
+        return Err(FlowError::argument(
+            "--sampler",
+            format!(
+                "the `{name}` sampler cannot drive this model: it was trained with the `{}` corruption, which supports {}",
+                corruption.name(),
+                corruption.samplers().join(", ")
+            ),
+        ));
+    }
+    let s = settings;
+    Ok(match name {
+        "greedy" => Box::new(GreedySampler),
+        "llada" => Box::new(LladaSampler {
+            steps: s.steps,
+            block_length: s.block_length,
+            temperature: s.temperature,
+            remasking: s.remasking,
+            cfg_scale: s.cfg_scale,
+            suppress_tokens: s.suppress_tokens.clone(),
+        }),
+        "remask" => Box::new(RemaskSampler {
+            steps: s.steps,
+            remask_ratio: s.remask_ratio,
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            order: RemaskOrder::LowestConfidence,
+        }),
+        "correct" => Box::new(CorrectSampler {
+            steps: s.steps,
+            edit_threshold: s.edit_threshold,
+            accept_threshold: s.accept_threshold,
+            temperature: s.temperature,
+            initialization: s.initialization,
+            vocabulary: vocabulary.clone(),
+        }),
+        "uniform" | "duo" => {
+            let process = match corruption {
+                CorruptionConfig::Uniform { steps } => UniformProcess::Cosine {
+                    total_steps: *steps,
+                },
+                CorruptionConfig::GaussianSoft {
+                    parameterization, ..
+                } => UniformProcess::Gaussian(*parameterization),
+                _ => unreachable!("checked by supports_sampler"),
+            };
+            Box::new(AncestralSampler {
+                steps: s.steps,
+                temperature: s.temperature,
+                greedy_last_step: name == "duo",
+                process,
+                vocabulary: vocabulary.clone(),
+            })
+        }
+        _ => Box::new(AutoregressiveSampler {
+            temperature: s.temperature,
+        }),
+    })
+}
