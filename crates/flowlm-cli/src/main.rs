@@ -25,7 +25,7 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Generate text from a model with any sampler
     Generate(commands::generate::GenerateArgs),
-    /// Evaluate a model: NELBO per token, perplexity bound, bits per byte
+    /// Evaluate a model: NELBO/perplexity bound/bits per byte, or `correct`, `masked-ce`
     Eval(commands::eval::EvalArgs),
     /// Measure training or generation throughput and peak memory
     Bench(commands::bench::BenchArgs),

@@ -123,3 +123,40 @@ fn cosine_schedule_follows_its_formula() {
     assert!(schedule.noise_at_step(0) < 1e-3);
     assert!(schedule.noise_at_step(1000) > 0.999);
 }
+
+#[test]
+fn symmetric_kl_and_view_scale_match_hand_computed_values() {
+    use flowlm::objective::{SYMMETRIC_KL_FLOOR, symmetric_kl_to_one_hot, view_scale};
+    let device = Device::flex();
+    // Two positions over 3 tokens: uniform logits with target 0, and logits (2, 0, 0) target 1.
+    let logits = Tensor::<3>::from_data(
+        TensorData::new(vec![0.0f32, 0.0, 0.0, 2.0, 0.0, 0.0], [1, 2, 3]),
+        &device,
+    );
+    let kl = symmetric_kl_to_one_hot(logits, &[0, 1], &device);
+    let values: Vec<f32> = kl.into_data().try_to_vec::<f32>().unwrap();
+    let floor = SYMMETRIC_KL_FLOOR as f64;
+    let by_hand = |p: [f64; 3], target: usize| -> f64 {
+        (0..3)
+            .map(|i| {
+                let q = if i == target { 1.0 } else { floor };
+                (p[i] - q) * (p[i].ln() - q.ln())
+            })
+            .sum()
+    };
+    let third = 1.0 / 3.0;
+    let e2 = 2f64.exp();
+    let second = [e2 / (e2 + 2.0), 1.0 / (e2 + 2.0), 1.0 / (e2 + 2.0)];
+    assert!((values[0] as f64 - by_hand([third; 3], 0)).abs() < 1e-3);
+    assert!((values[1] as f64 - by_hand(second, 1)).abs() < 1e-3);
+    // Explicit numbers, so a formula error in both places is caught too.
+    assert!(
+        (by_hand([third; 3], 0) - 9.2103).abs() < 1e-3,
+        "{}",
+        by_hand([third; 3], 0)
+    );
+    // view scale t / (V (1 - t) + t).
+    assert!((view_scale(0.5, 3) - 0.25).abs() < 1e-12);
+    assert!((view_scale(0.1, 100) - 0.1 / 90.1).abs() < 1e-12);
+    assert_eq!(view_scale(1.0, 50), 1.0);
+}

@@ -1,5 +1,5 @@
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use flowlm::data::{load_documents, tokenize_cached};
 use flowlm::eval::likelihood;
 use flowlm::model::SavedModel;
@@ -7,13 +7,32 @@ use indicatif::ProgressBar;
 use std::path::PathBuf;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    command: Option<EvalCommand>,
+    #[command(flatten)]
+    likelihood: LikelihoodArgs,
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Plant random substitutions (and masks) in held-out text and let the `correct` sampler
+    /// repair them: share restored, share of clean tokens wrongly changed, masks filled right
+    Correct(super::eval_correction::CorrectArgs),
+    /// Cross-entropy at hidden positions for fixed hiding rates (comparable across families)
+    MaskedCe(super::eval_correction::MaskedCeArgs),
+}
+
+/// Without a subcommand: NELBO per token, perplexity bound, bits per byte.
+#[derive(Args)]
+pub struct LikelihoodArgs {
     /// Model directory (default: models/default)
     #[arg(long)]
     model: Option<PathBuf>,
     /// Text file, JSONL file or folder to score
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required = true)]
+    data: Option<PathBuf>,
     /// Monte-Carlo draws of t per sequence
     #[arg(long, default_value_t = 4)]
     samples: usize,
@@ -26,11 +45,23 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(EvalCommand::Correct(a)) => super::eval_correction::run_correct(a),
+        Some(EvalCommand::MaskedCe(a)) => super::eval_correction::run_masked_ce(a),
+        None => run_likelihood(args.likelihood),
+    }
+}
+
+fn run_likelihood(args: LikelihoodArgs) -> anyhow::Result<()> {
+    let data = args
+        .data
+        .clone()
+        .context("--data is required (a text file, JSONL file or folder to score)")?;
     let device = super::device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);
     let saved =
         SavedModel::load(&dir, &device).with_context(|| format!("loading {}", dir.display()))?;
-    let bytes: usize = load_documents(&args.data)?
+    let bytes: usize = load_documents(&data)?
         .iter()
         .map(|d| match d {
             flowlm::data::Document::Text(t) => t.len() + 1,
@@ -39,7 +70,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         })
         .sum();
-    let (documents, _) = tokenize_cached(&args.data, &[], &saved.tokenizer, true)?;
+    let (documents, _) = tokenize_cached(&data, &[], &saved.tokenizer, true)?;
     let tokens: usize = documents.iter().map(|d| d.body.len() + 1).sum();
     let rows = tokens / saved.metadata.sequence_length;
     let bar = ProgressBar::new((rows.div_ceil(args.batch_size.max(1)) * args.samples) as u64);
@@ -57,7 +88,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     println!("model            {}", dir.display());
     println!(
         "data             {} ({} sequences x {} tokens, {} bytes)",
-        args.data.display(),
+        data.display(),
         report.sequences,
         saved.metadata.sequence_length,
         report.bytes

@@ -4,8 +4,8 @@ use flowlm::canvas::Canvas;
 use flowlm::model::SavedModel;
 use flowlm::random::rng_for;
 use flowlm::sampler::{Initialization, Remasking, SamplerSettings, StepEvent, build_sampler};
-use flowlm::vocabulary::Vocabulary;
 use flowlm::tokenizer::Tokenizer;
+use flowlm::vocabulary::Vocabulary;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 

@@ -130,8 +130,7 @@ pub fn effective_clean_probability(clean: f64, noise: f64, tokens: usize) -> f64
         let z = low + i as f64 * width;
         let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
         let edge = if i == 0 || i == points { 0.5 } else { 1.0 };
-        total +=
-            edge * density * standard_normal_cdf(ratio + z).powi(tokens as i32 - 1) * width;
+        total += edge * density * standard_normal_cdf(ratio + z).powi(tokens as i32 - 1) * width;
     }
     let uniform = 1.0 / tokens as f64;
     ((total - uniform) / (1.0 - uniform)).clamp(0.0, 1.0)

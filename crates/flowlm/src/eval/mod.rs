@@ -1,7 +1,12 @@
 //! Numbers a researcher reports: NELBO per token with its perplexity bound and bits per byte,
 //! and throughput.
 
+pub mod correction;
+pub mod masked_ce;
 pub mod throughput;
+
+pub use correction::{CorrectionOptions, CorrectionReport, correction_benchmark};
+pub use masked_ce::{MaskedCrossEntropy, masked_cross_entropy};
 
 use crate::corruption::MaskCorruption;
 use crate::corruption::TimeSampling;

@@ -86,7 +86,13 @@ impl AncestralSampler {
     }
 
     /// The posterior q(x_s | x_t, x_0 ~ p) of one slot.
-    pub fn posterior(&self, prediction: &[f64], current: u32, clean_t: f64, clean_s: f64) -> Vec<f64> {
+    pub fn posterior(
+        &self,
+        prediction: &[f64],
+        current: u32,
+        clean_t: f64,
+        clean_s: f64,
+    ) -> Vec<f64> {
         let tokens = self.vocabulary.regular_count() as f64;
         let ratio = if clean_s > 0.0 {
             (clean_t / clean_s).min(1.0)
@@ -147,7 +153,10 @@ impl Sampler for AncestralSampler {
         {
             return Err(FlowError::argument(
                 "--steps",
-                format!("{} is more than the model's T = {total_steps} diffusion steps", self.steps),
+                format!(
+                    "{} is more than the model's T = {total_steps} diffusion steps",
+                    self.steps
+                ),
             ));
         }
         // The process starts from pure noise: masked slots become random tokens.

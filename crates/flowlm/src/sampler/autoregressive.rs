@@ -26,7 +26,8 @@ impl Sampler for AutoregressiveSampler {
         rng: &mut StdRng,
         observer: &mut Observer<'_>,
     ) -> Result<SamplerReport> {
-        if canvas.response_start == 0 || canvas.padding.iter().any(|&p| p >= canvas.response_start) {
+        if canvas.response_start == 0 || canvas.padding.iter().any(|&p| p >= canvas.response_start)
+        {
             return Err(FlowError::argument(
                 "--prompt",
                 "autoregressive decoding needs a non-empty prompt in every row",

@@ -82,12 +82,13 @@ impl CorrectSampler {
 
     /// Whether the filled `current` token should be replaced, and by what.
     pub fn revision(&self, probabilities: &[f64], current: u32) -> Option<(u32, f64)> {
-        let (best, best_probability) = probabilities
-            .iter()
-            .enumerate()
-            .fold((0usize, f64::NEG_INFINITY), |b, (i, &p)| {
-                if p > b.1 { (i, p) } else { b }
-            });
+        let (best, best_probability) =
+            probabilities
+                .iter()
+                .enumerate()
+                .fold((0usize, f64::NEG_INFINITY), |b, (i, &p)| {
+                    if p > b.1 { (i, p) } else { b }
+                });
         let own = probabilities.get(current as usize).copied().unwrap_or(0.0);
         let distrusted = own < self.edit_threshold || best_probability > self.accept_threshold;
         (best as u32 != current && distrusted).then_some((best as u32, best_probability))

@@ -77,7 +77,10 @@ pub fn build_sampler(
     if !SAMPLER_NAMES.contains(&name) {
         return Err(FlowError::argument(
             "--sampler",
-            format!("unknown sampler `{name}`; choose one of {}", SAMPLER_NAMES.join(", ")),
+            format!(
+                "unknown sampler `{name}`; choose one of {}",
+                SAMPLER_NAMES.join(", ")
+            ),
         ));
     }
     if !corruption.supports_sampler(name) {

@@ -241,8 +241,8 @@ pub fn mean_loss(
                 seed,
                 VALIDATION_STREAM + (repeat * 1_000_003 + index) as u64,
             );
-            let loss =
-                batch_loss(model, corruption, &clean, usize::MAX, &mut rng, device).into_scalar::<f32>() as f64;
+            let loss = batch_loss(model, corruption, &clean, usize::MAX, &mut rng, device)
+                .into_scalar::<f32>() as f64;
             total += loss * chunk.len() as f64;
             count += chunk.len();
             on_batch();
@@ -499,8 +499,15 @@ pub fn train(
             );
             step_tokens += (clean.batch * clean.length) as u64;
             let mut rng = rng_for(t.seed, CORRUPTION_STREAM + micro_index as u64);
-            let loss = batch_loss(&model, corruption.as_ref(), &clean, step, &mut rng, &train_device)
-                .div_scalar(t.gradient_accumulation as f64);
+            let loss = batch_loss(
+                &model,
+                corruption.as_ref(),
+                &clean,
+                step,
+                &mut rng,
+                &train_device,
+            )
+            .div_scalar(t.gradient_accumulation as f64);
             loss_sum += loss.clone().into_scalar::<f32>() as f64;
             let gradients = GradientsParams::from_grads(loss.backward(), &model);
             accumulator.accumulate(&model, gradients);
