@@ -18,10 +18,63 @@ enum DataCommand {
         #[arg(long, default_value = "data/shakespeare")]
         out: PathBuf,
     },
+    /// Write a checkable task as prompt/response JSONL: OUT/train.jsonl, OUT/test.jsonl and
+    /// OUT/task.json. Tasks: sudoku4, sudoku9, addition, sorting
+    Task {
+        name: String,
+        #[arg(long, default_value_t = 20000)]
+        train: usize,
+        #[arg(long, default_value_t = 500)]
+        test: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Sudoku: givens left in the puzzle (difficulty; default 6 for 4x4, 30 for 9x9)
+        #[arg(long)]
+        givens: Option<usize>,
+        /// Addition: digits per operand
+        #[arg(long, default_value_t = 3)]
+        digits: usize,
+        /// Sorting: numbers per list
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(args: DataArgs) -> anyhow::Result<()> {
-    let DataCommand::Fetch { name, out } = args.command;
+    let (name, out) = match args.command {
+        DataCommand::Fetch { name, out } => (name, out),
+        DataCommand::Task {
+            name,
+            train,
+            test,
+            seed,
+            givens,
+            digits,
+            count,
+            out,
+        } => {
+            let parameters = flowlm::tasks::TaskParameters {
+                givens,
+                digits,
+                count,
+                ..Default::default()
+            };
+            let task = flowlm::tasks::task_by_name(&name, &parameters)?;
+            let manifest = flowlm::tasks::write_split(task.as_ref(), train, test, seed, &out)?;
+            println!(
+                "{}: {} train + {} test examples in {} (prompt {} chars, answer {} chars)",
+                manifest.task,
+                manifest.train,
+                manifest.test,
+                out.display(),
+                manifest.prompt_length,
+                manifest.response_length
+            );
+            return Ok(());
+        }
+    };
     if name != "shakespeare" {
         bail!("unknown corpus `{name}`; available: shakespeare");
     }

@@ -22,6 +22,9 @@ enum EvalCommand {
     Correct(super::eval_correction::CorrectArgs),
     /// Cross-entropy at hidden positions for fixed hiding rates (comparable across families)
     MaskedCe(super::eval_correction::MaskedCeArgs),
+    /// Exact-match accuracy per sampler and step budget on a checkable task; Markdown table,
+    /// CSV and PNG
+    Budget(super::eval_budget::BudgetArgs),
 }
 
 /// Without a subcommand: NELBO per token, perplexity bound, bits per byte.
@@ -48,6 +51,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     match args.command {
         Some(EvalCommand::Correct(a)) => super::eval_correction::run_correct(a),
         Some(EvalCommand::MaskedCe(a)) => super::eval_correction::run_masked_ce(a),
+        Some(EvalCommand::Budget(a)) => super::eval_budget::run(a),
         None => run_likelihood(args.likelihood),
     }
 }

@@ -25,6 +25,8 @@ enum SamplerName {
     Duo,
     /// Left-to-right greedy decoding of the autoregressive baseline
     Autoregressive,
+    /// x-prediction flow in embedding space with re-editing and hard commitment (seed 003)
+    Xflow,
 }
 
 impl SamplerName {
@@ -37,6 +39,7 @@ impl SamplerName {
             SamplerName::Uniform => "uniform",
             SamplerName::Duo => "duo",
             SamplerName::Autoregressive => "autoregressive",
+            SamplerName::Xflow => "xflow",
         }
     }
 }
@@ -104,6 +107,9 @@ pub struct GenerateArgs {
     /// correct: start the response from masks, random tokens, or half of each
     #[arg(long, value_enum, default_value = "mask")]
     init: InitName,
+    /// xflow: step sizes from the confidence `heuristic` or the `learned` GRPO policy
+    #[arg(long, default_value = "heuristic")]
+    policy: String,
     /// Random seed
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -187,6 +193,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             InitName::Random => Initialization::Random,
             InitName::Mixed => Initialization::Mixed { random_share: 0.5 },
         },
+        step_policy: flowlm::sampler::StepPolicyChoice::load(&args.policy, &dir)?,
     };
     let vocabulary = Vocabulary::for_tokenizer(&saved.tokenizer, saved.config.vocab_size);
     let sampler = build_sampler(

@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod eval_budget;
 pub mod eval_correction;
 pub mod generate;
 pub mod tokenizer;

@@ -1,6 +1,7 @@
 //! Numbers a researcher reports: NELBO per token with its perplexity bound and bits per byte,
 //! and throughput.
 
+pub mod budget;
 pub mod correction;
 pub mod masked_ce;
 pub mod throughput;

@@ -53,6 +53,21 @@ pub trait Denoiser {
     /// Logits for every slot of every canvas row. `time` (one per row, 1 = all noise) is
     /// passed to models with a time embedding and ignored by the others.
     fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits>;
+
+    /// The input embedding matrix `[vocab, hidden]` row-major, and `hidden`, for samplers that
+    /// work in embedding space (x-prediction flow). `None` when the denoiser has none.
+    fn embedding_table(&self) -> Option<(Vec<f32>, usize)> {
+        None
+    }
+
+    /// Logits when the response slots are given as embeddings (`[batch, response, hidden]`)
+    /// instead of tokens; prompt slots still read their tokens.
+    fn logits_from_embeddings(&self, canvas: &Canvas, response: &[f32]) -> Result<Logits> {
+        let _ = (canvas, response);
+        Err(crate::error::FlowError::Unsupported(
+            "this denoiser cannot read embeddings".into(),
+        ))
+    }
 }
 
 /// Softmax of one row of logits, in f64 for stable confidences.

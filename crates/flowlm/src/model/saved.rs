@@ -203,9 +203,58 @@ pub fn canvas_tensors(
     (ids, positions, padding)
 }
 
+fn host_logits(logits: Tensor<3>) -> Result<Logits> {
+    let [batch, length, vocab] = logits.dims();
+    let values = logits
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| FlowError::Unsupported(format!("reading logits: {e:?}")))?;
+    Ok(Logits {
+        batch,
+        length,
+        vocab,
+        values,
+    })
+}
+
 impl super::Denoiser for ModelDenoiser {
     fn vocab_size(&self) -> usize {
         self.model.embed_tokens.weight.dims()[0]
+    }
+
+    fn embedding_table(&self) -> Option<(Vec<f32>, usize)> {
+        let table = self.model.input_embeddings();
+        let hidden = table.dims()[1];
+        table.into_data().try_to_vec::<f32>().ok().map(|v| (v, hidden))
+    }
+
+    fn logits_from_embeddings(&self, canvas: &Canvas, response: &[f32]) -> Result<Logits> {
+        let (table, hidden) = self
+            .embedding_table()
+            .ok_or_else(|| FlowError::Unsupported("reading the embedding table".into()))?;
+        let (batch, width) = (canvas.batch(), canvas.width());
+        let slots = canvas.response_length();
+        if response.len() != batch * slots * hidden {
+            return Err(FlowError::argument(
+                "response embeddings",
+                format!("expected {} values, got {}", batch * slots * hidden, response.len()),
+            ));
+        }
+        let mut input = Vec::with_capacity(batch * width * hidden);
+        for (row, tokens) in canvas.rows.iter().enumerate() {
+            for &token in &tokens[..canvas.response_start] {
+                let start = token as usize * hidden;
+                input.extend_from_slice(&table[start..start + hidden]);
+            }
+            input.extend_from_slice(&response[row * slots * hidden..(row + 1) * slots * hidden]);
+        }
+        let (_, positions, padding) = canvas_tensors(canvas, &self.device);
+        let input =
+            Tensor::<3>::from_data(TensorData::new(input, [batch, width, hidden]), &self.device);
+        host_logits(
+            self.model
+                .forward(DenoiserInput::Embeddings(input), positions, None, padding),
+        )
     }
 
     fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits> {

@@ -10,6 +10,7 @@ mod llada;
 mod registry;
 mod remask;
 mod sampling;
+pub mod xflow;
 
 pub use ancestral::{AncestralSampler, UniformProcess};
 pub use autoregressive::AutoregressiveSampler;
@@ -17,6 +18,7 @@ pub use correct::{CorrectSampler, Initialization};
 pub use greedy::GreedySampler;
 pub use llada::{LladaSampler, Remasking, commit_schedule as llada_commit_schedule};
 pub use registry::{SAMPLER_NAMES, SamplerSettings, build_sampler};
+pub use xflow::{FlowTrace, StepPolicyChoice, XFlowSampler};
 pub use remask::{RemaskOrder, RemaskSampler};
 pub use sampling::{filtered_distribution, gumbel_argmax, sample_filtered};
 

@@ -18,6 +18,7 @@ pub const SAMPLER_NAMES: &[&str] = &[
     "uniform",
     "duo",
     "autoregressive",
+    "xflow",
 ];
 
 /// The knobs of all samplers; each sampler reads the ones it has.
@@ -35,6 +36,8 @@ pub struct SamplerSettings {
     pub edit_threshold: f64,
     pub accept_threshold: f64,
     pub initialization: Initialization,
+    /// xflow: where the step sizes come from.
+    pub step_policy: super::StepPolicyChoice,
 }
 
 impl Default for SamplerSettings {
@@ -52,6 +55,7 @@ impl Default for SamplerSettings {
             edit_threshold: 0.3,
             accept_threshold: 0.9,
             initialization: Initialization::Mask,
+            step_policy: super::StepPolicyChoice::Heuristic,
         }
     }
 }
@@ -138,6 +142,10 @@ pub fn build_sampler(
                 vocabulary: vocabulary.clone(),
             })
         }
+        "xflow" => Box::new(super::XFlowSampler {
+            steps: s.steps,
+            policy: s.step_policy.clone(),
+        }),
         _ => Box::new(AutoregressiveSampler {
             temperature: s.temperature,
         }),

@@ -12,7 +12,7 @@
 
 mod checkpoint;
 mod clipping;
-mod plot;
+pub mod plot;
 mod schedule;
 
 pub use checkpoint::{TrainerState, checkpoint_path, find_checkpoint};

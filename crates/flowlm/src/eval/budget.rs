@@ -1,0 +1,141 @@
+//! The decoding-budget table (seed 003): exact-match accuracy of each sampler on a checkable
+//! task at step budgets of budget x answer length, plus the autoregressive baseline's row.
+
+use crate::canvas::Canvas;
+use crate::error::{FlowError, Result};
+use crate::model::SavedModel;
+use crate::random::rng_for;
+use crate::sampler::{LladaSampler, Sampler, StepPolicyChoice, XFlowSampler};
+use crate::sampler::{AutoregressiveSampler, xflow::POLICY_FILE};
+use crate::tasks::{Example, Task};
+use burn::tensor::Device;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetCell {
+    pub sampler: String,
+    pub budget: f64,
+    pub steps: usize,
+    pub correct: usize,
+    pub total: usize,
+}
+
+impl BudgetCell {
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
+/// Exact-match accuracy of `sampler` on `examples`, decoding `batch_size` prompts at a time.
+pub fn task_accuracy(
+    saved: &SavedModel,
+    task: &dyn Task,
+    examples: &[Example],
+    sampler: &dyn Sampler,
+    batch_size: usize,
+    device: &Device,
+    on_batch: &mut dyn FnMut(),
+) -> Result<usize> {
+    let answer_length = answer_tokens(saved, examples)?;
+    let special = saved.tokenizer.special();
+    let denoiser = saved.denoiser(device);
+    let mut correct = 0;
+    for (index, chunk) in examples.chunks(batch_size.max(1)).enumerate() {
+        let prompts = chunk
+            .iter()
+            .map(|e| saved.tokenizer.encode(&e.prompt))
+            .collect::<Result<Vec<_>>>()?;
+        let mut canvas = Canvas::new(&prompts, answer_length, special.mask, special.pad)?;
+        sampler.run(&denoiser, &mut canvas, &mut rng_for(0, index as u64), &mut |_, _| {})?;
+        for (row, example) in chunk.iter().enumerate() {
+            let answer = saved.tokenizer.decode(canvas.response(row))?;
+            if task.score(&example.prompt, &answer) >= 1.0 {
+                correct += 1;
+            }
+        }
+        on_batch();
+    }
+    Ok(correct)
+}
+
+/// Tokens of the (fixed-length) answers.
+pub fn answer_tokens(saved: &SavedModel, examples: &[Example]) -> Result<usize> {
+    let first = examples
+        .first()
+        .ok_or_else(|| FlowError::argument("--data", "holds no examples"))?;
+    Ok(saved.tokenizer.encode(&first.response)?.len())
+}
+
+/// Steps for a budget: budget x answer length, at least 1.
+pub fn steps_for_budget(budget: f64, answer_length: usize) -> usize {
+    ((budget * answer_length as f64).round() as usize).max(1)
+}
+
+/// The sampler a budget-table column names, at `steps`.
+pub fn budget_sampler(name: &str, steps: usize, answer_length: usize, saved: &SavedModel) -> Result<Box<dyn Sampler>> {
+    Ok(match name {
+        "llada" => Box::new(LladaSampler {
+            steps,
+            block_length: answer_length,
+            ..Default::default()
+        }),
+        "xflow" => Box::new(XFlowSampler {
+            steps,
+            policy: StepPolicyChoice::Heuristic,
+        }),
+        "xflow-learned" => Box::new(XFlowSampler {
+            steps,
+            policy: StepPolicyChoice::load("learned", &saved.directory)?,
+        }),
+        "ar" => Box::new(AutoregressiveSampler::default()),
+        other => {
+            return Err(FlowError::argument(
+                "--samplers",
+                format!("`{other}` is not one of llada, xflow, xflow-learned, ar (the learned policy is read from {POLICY_FILE})"),
+            ));
+        }
+    })
+}
+
+/// Markdown table: one row per sampler, one column per budget.
+pub fn markdown_table(cells: &[BudgetCell], budgets: &[f64]) -> String {
+    let mut samplers: Vec<&str> = Vec::new();
+    for cell in cells {
+        if !samplers.contains(&cell.sampler.as_str()) {
+            samplers.push(&cell.sampler);
+        }
+    }
+    let mut out = String::from("| sampler |");
+    for b in budgets {
+        out.push_str(&format!(" budget {b} |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(budgets.len()));
+    out.push('\n');
+    for sampler in samplers {
+        out.push_str(&format!("| {sampler} |"));
+        for &b in budgets {
+            match cells.iter().find(|c| c.sampler == sampler && c.budget == b) {
+                Some(c) => out.push_str(&format!(" {:.1}% ({} steps) |", 100.0 * c.accuracy(), c.steps)),
+                None => out.push_str(" – |"),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn csv(cells: &[BudgetCell]) -> String {
+    let mut out = String::from("sampler,budget,steps,correct,total,accuracy\n");
+    for c in cells {
+        out.push_str(&format!(
+            "{},{},{},{},{},{:.4}\n",
+            c.sampler,
+            c.budget,
+            c.steps,
+            c.correct,
+            c.total,
+            c.accuracy()
+        ));
+    }
+    out
+}
