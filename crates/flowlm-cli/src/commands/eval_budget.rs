@@ -3,8 +3,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use flowlm::eval::budget::{
-    BudgetCell, answer_tokens, budget_sampler, csv, markdown_table, steps_for_budget,
-    task_accuracy,
+    BudgetCell, answer_tokens, budget_sampler, csv, markdown_table, steps_for_budget, task_accuracy,
 };
 use flowlm::model::SavedModel;
 use flowlm::tasks::{Example, TaskParameters, task_by_name};
@@ -44,11 +43,20 @@ pub struct BudgetArgs {
 }
 
 fn read_examples(path: &PathBuf, limit: usize) -> anyhow::Result<Vec<Example>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut examples = Vec::new();
-    for (line, row) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (line, row) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let example: Example = serde_json::from_str(row).with_context(|| {
-            format!("{} line {}: expected {{\"prompt\", \"response\"}}", path.display(), line + 1)
+            format!(
+                "{} line {}: expected {{\"prompt\", \"response\"}}",
+                path.display(),
+                line + 1
+            )
         })?;
         examples.push(example);
         if examples.len() == limit {
@@ -99,13 +107,21 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     if args.samplers.iter().any(|s| s == "ar") {
-        let dir = args
-            .ar_model
-            .as_ref()
-            .context("the `ar` row needs --ar-model DIR (a model trained with the autoregressive recipe)")?;
-        let ar = SavedModel::load(dir, &device).with_context(|| format!("loading {}", dir.display()))?;
+        let dir = args.ar_model.as_ref().context(
+            "the `ar` row needs --ar-model DIR (a model trained with the autoregressive recipe)",
+        )?;
+        let ar =
+            SavedModel::load(dir, &device).with_context(|| format!("loading {}", dir.display()))?;
         let sampler = budget_sampler("ar", answer_length, answer_length, &ar)?;
-        let correct = task_accuracy(&ar, task.as_ref(), &examples, sampler.as_ref(), args.batch_size, &device, &mut || {})?;
+        let correct = task_accuracy(
+            &ar,
+            task.as_ref(),
+            &examples,
+            sampler.as_ref(),
+            args.batch_size,
+            &device,
+            &mut || {},
+        )?;
         // Left to right always takes one step per token: it appears under the full budget.
         cells.push(BudgetCell {
             sampler: "ar".into(),
@@ -125,8 +141,15 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
     let out = args.out.clone().unwrap_or_else(|| args.model.clone());
     std::fs::create_dir_all(&out)?;
     let csv_path = out.join(format!("budget-{}.csv", args.task));
-    std::fs::write(&csv_path, csv(&cells)).with_context(|| format!("writing {}", csv_path.display()))?;
-    let colors = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189]];
+    std::fs::write(&csv_path, csv(&cells))
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    let colors = [
+        [31, 119, 180],
+        [255, 127, 14],
+        [44, 160, 44],
+        [214, 39, 40],
+        [148, 103, 189],
+    ];
     let mut series = Vec::new();
     let mut names: Vec<&str> = Vec::new();
     for cell in &cells {

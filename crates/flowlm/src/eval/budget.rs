@@ -5,8 +5,8 @@ use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
 use crate::model::SavedModel;
 use crate::random::rng_for;
-use crate::sampler::{LladaSampler, Sampler, StepPolicyChoice, XFlowSampler};
 use crate::sampler::{AutoregressiveSampler, xflow::POLICY_FILE};
+use crate::sampler::{LladaSampler, Sampler, StepPolicyChoice, XFlowSampler};
 use crate::tasks::{Example, Task};
 use burn::tensor::Device;
 
@@ -45,7 +45,12 @@ pub fn task_accuracy(
             .map(|e| saved.tokenizer.encode(&e.prompt))
             .collect::<Result<Vec<_>>>()?;
         let mut canvas = Canvas::new(&prompts, answer_length, special.mask, special.pad)?;
-        sampler.run(&denoiser, &mut canvas, &mut rng_for(0, index as u64), &mut |_, _| {})?;
+        sampler.run(
+            &denoiser,
+            &mut canvas,
+            &mut rng_for(0, index as u64),
+            &mut |_, _| {},
+        )?;
         for (row, example) in chunk.iter().enumerate() {
             let answer = saved.tokenizer.decode(canvas.response(row))?;
             if task.score(&example.prompt, &answer) >= 1.0 {
@@ -71,7 +76,12 @@ pub fn steps_for_budget(budget: f64, answer_length: usize) -> usize {
 }
 
 /// The sampler a budget-table column names, at `steps`.
-pub fn budget_sampler(name: &str, steps: usize, answer_length: usize, saved: &SavedModel) -> Result<Box<dyn Sampler>> {
+pub fn budget_sampler(
+    name: &str,
+    steps: usize,
+    answer_length: usize,
+    saved: &SavedModel,
+) -> Result<Box<dyn Sampler>> {
     Ok(match name {
         "llada" => Box::new(LladaSampler {
             steps,
@@ -90,7 +100,9 @@ pub fn budget_sampler(name: &str, steps: usize, answer_length: usize, saved: &Sa
         other => {
             return Err(FlowError::argument(
                 "--samplers",
-                format!("`{other}` is not one of llada, xflow, xflow-learned, ar (the learned policy is read from {POLICY_FILE})"),
+                format!(
+                    "`{other}` is not one of llada, xflow, xflow-learned, ar (the learned policy is read from {POLICY_FILE})"
+                ),
             ));
         }
     })
@@ -115,7 +127,11 @@ pub fn markdown_table(cells: &[BudgetCell], budgets: &[f64]) -> String {
         out.push_str(&format!("| {sampler} |"));
         for &b in budgets {
             match cells.iter().find(|c| c.sampler == sampler && c.budget == b) {
-                Some(c) => out.push_str(&format!(" {:.1}% ({} steps) |", 100.0 * c.accuracy(), c.steps)),
+                Some(c) => out.push_str(&format!(
+                    " {:.1}% ({} steps) |",
+                    100.0 * c.accuracy(),
+                    c.steps
+                )),
                 None => out.push_str(" – |"),
             }
         }

@@ -225,7 +225,11 @@ impl super::Denoiser for ModelDenoiser {
     fn embedding_table(&self) -> Option<(Vec<f32>, usize)> {
         let table = self.model.input_embeddings();
         let hidden = table.dims()[1];
-        table.into_data().try_to_vec::<f32>().ok().map(|v| (v, hidden))
+        table
+            .into_data()
+            .try_to_vec::<f32>()
+            .ok()
+            .map(|v| (v, hidden))
     }
 
     fn logits_from_embeddings(&self, canvas: &Canvas, response: &[f32]) -> Result<Logits> {
@@ -237,7 +241,11 @@ impl super::Denoiser for ModelDenoiser {
         if response.len() != batch * slots * hidden {
             return Err(FlowError::argument(
                 "response embeddings",
-                format!("expected {} values, got {}", batch * slots * hidden, response.len()),
+                format!(
+                    "expected {} values, got {}",
+                    batch * slots * hidden,
+                    response.len()
+                ),
             ));
         }
         let mut input = Vec::with_capacity(batch * width * hidden);

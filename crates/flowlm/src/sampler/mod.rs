@@ -18,9 +18,9 @@ pub use correct::{CorrectSampler, Initialization};
 pub use greedy::GreedySampler;
 pub use llada::{LladaSampler, Remasking, commit_schedule as llada_commit_schedule};
 pub use registry::{SAMPLER_NAMES, SamplerSettings, build_sampler};
-pub use xflow::{FlowTrace, StepPolicyChoice, XFlowSampler};
 pub use remask::{RemaskOrder, RemaskSampler};
 pub use sampling::{filtered_distribution, gumbel_argmax, sample_filtered};
+pub use xflow::{FlowTrace, StepPolicyChoice, XFlowSampler};
 
 use crate::canvas::Canvas;
 use crate::error::Result;

@@ -153,13 +153,22 @@ impl XFlowSampler {
         })?;
         let embedding = |token: usize| &table[token * hidden..(token + 1) * hidden];
         let mask = embedding(canvas.mask_id as usize).to_vec();
-        let (rows, slots, start) = (canvas.batch(), canvas.response_length(), canvas.response_start);
+        let (rows, slots, start) = (
+            canvas.batch(),
+            canvas.response_length(),
+            canvas.response_start,
+        );
         for row in 0..rows {
             for column in start..canvas.width() {
                 canvas.rows[row][column] = canvas.mask_id;
             }
         }
-        let mut x: Vec<f32> = mask.iter().copied().cycle().take(rows * slots * hidden).collect();
+        let mut x: Vec<f32> = mask
+            .iter()
+            .copied()
+            .cycle()
+            .take(rows * slots * hidden)
+            .collect();
         let mut progress = vec![vec![0.0f64; slots]; rows];
         let mut committed = vec![vec![false; slots]; rows];
         let mut predicted = vec![vec![0u32; slots]; rows];
@@ -181,21 +190,23 @@ impl XFlowSampler {
                     let c = probabilities[token];
                     predicted[row][slot] = token as u32;
                     confidence[row][slot] = c;
-                    let state = &mut x[(row * slots + slot) * hidden..(row * slots + slot + 1) * hidden];
+                    let state =
+                        &mut x[(row * slots + slot) * hidden..(row * slots + slot + 1) * hidden];
                     let t = &mut progress[row][slot];
                     if reedit(state, embedding(token), &mask, t, c) {
                         continue;
                     }
-                    let features =
-                        step_features(top_four(&probabilities), *t, step, self.steps);
+                    let features = step_features(top_four(&probabilities), *t, step, self.steps);
                     let (unit, action) = match &self.policy {
                         StepPolicyChoice::Heuristic => (c, action_from_unit(c)),
-                        StepPolicyChoice::Learned { policy, sample: false } => {
-                            (f64::NAN, policy.expected_action(&features))
-                        }
-                        StepPolicyChoice::Learned { policy, sample: true } => {
-                            policy.sample_action(&features, rng)
-                        }
+                        StepPolicyChoice::Learned {
+                            policy,
+                            sample: false,
+                        } => (f64::NAN, policy.expected_action(&features)),
+                        StepPolicyChoice::Learned {
+                            policy,
+                            sample: true,
+                        } => policy.sample_action(&features, rng),
                     };
                     if let Some(trace) = trace.as_deref_mut() {
                         trace.decisions.push(FlowDecision {
@@ -209,14 +220,25 @@ impl XFlowSampler {
                 // Hard commitment of the most confident unfinished slot.
                 let best = (0..slots)
                     .filter(|&s| !committed[row][s] && progress[row][s] < FINISHED_PROGRESS)
-                    .max_by(|&a, &b| confidence[row][a].total_cmp(&confidence[row][b]).then(b.cmp(&a)));
+                    .max_by(|&a, &b| {
+                        confidence[row][a]
+                            .total_cmp(&confidence[row][b])
+                            .then(b.cmp(&a))
+                    });
                 if let Some(slot) = best {
                     let token = predicted[row][slot];
                     committed[row][slot] = true;
                     progress[row][slot] = 1.0;
                     x[(row * slots + slot) * hidden..(row * slots + slot + 1) * hidden]
                         .copy_from_slice(embedding(token as usize));
-                    commit(canvas, &mut event, row, start + slot, token, confidence[row][slot]);
+                    commit(
+                        canvas,
+                        &mut event,
+                        row,
+                        start + slot,
+                        token,
+                        confidence[row][slot],
+                    );
                 }
             }
             if step + 1 == self.steps {
@@ -232,7 +254,14 @@ impl XFlowSampler {
                         committed[row][slot] = true;
                         progress[row][slot] = 1.0;
                         let token = predicted[row][slot];
-                        commit(canvas, &mut event, row, start + slot, token, confidence[row][slot]);
+                        commit(
+                            canvas,
+                            &mut event,
+                            row,
+                            start + slot,
+                            token,
+                            confidence[row][slot],
+                        );
                     }
                 }
             }

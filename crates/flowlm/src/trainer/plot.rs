@@ -74,8 +74,11 @@ pub fn plot_lines(
         }
     };
     let span = |r: (f64, f64)| (r.1 - r.0).max(1e-12);
-    let x_of = |x: f64| MARGIN as f64 + (x - x_range.0) / span(x_range) * (WIDTH - 2 * MARGIN) as f64;
-    let y_of = |y: f64| (HEIGHT - MARGIN) as f64 - (y - y_range.0) / span(y_range) * (HEIGHT - 2 * MARGIN) as f64;
+    let x_of =
+        |x: f64| MARGIN as f64 + (x - x_range.0) / span(x_range) * (WIDTH - 2 * MARGIN) as f64;
+    let y_of = |y: f64| {
+        (HEIGHT - MARGIN) as f64 - (y - y_range.0) / span(y_range) * (HEIGHT - 2 * MARGIN) as f64
+    };
     for quarter in 0..=4 {
         let y = y_of(y_range.0 + span(y_range) * quarter as f64 / 4.0) as usize;
         for x in MARGIN..WIDTH - MARGIN {
@@ -90,7 +93,11 @@ pub fn plot_lines(
             let (cx, cy) = (x_of(x) as usize, y_of(y) as usize);
             for dx in 0..7 {
                 for dy in 0..7 {
-                    put((cx + dx).saturating_sub(3), (cy + dy).saturating_sub(3), *color);
+                    put(
+                        (cx + dx).saturating_sub(3),
+                        (cy + dy).saturating_sub(3),
+                        *color,
+                    );
                 }
             }
         }

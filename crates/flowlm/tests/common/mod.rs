@@ -40,6 +40,19 @@ impl Denoiser for FixedDenoiser {
         self.vocab
     }
 
+    /// One-hot embeddings (hidden = vocab), so embedding-space samplers can run on the double.
+    fn embedding_table(&self) -> Option<(Vec<f32>, usize)> {
+        let mut table = vec![0.0; self.vocab * self.vocab];
+        for i in 0..self.vocab {
+            table[i * self.vocab + i] = 1.0;
+        }
+        Some((table, self.vocab))
+    }
+
+    fn logits_from_embeddings(&self, canvas: &Canvas, _response: &[f32]) -> flowlm::Result<Logits> {
+        self.logits(canvas, None)
+    }
+
     fn logits(&self, canvas: &Canvas, _time: Option<&[f32]>) -> flowlm::Result<Logits> {
         self.calls.set(self.calls.get() + 1);
         let width = canvas.width();
