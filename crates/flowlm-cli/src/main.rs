@@ -35,6 +35,8 @@ enum Command {
     Data(commands::data::DataArgs),
     /// Train the x-flow step policy with GRPO on a checkable task (saved beside the model)
     TrainPolicy(commands::train_policy::TrainPolicyArgs),
+    /// x-prediction alignment of a masked model for flow decoding (writes a copy of the model)
+    Align(commands::align::AlignArgs),
 }
 
 fn main() {
@@ -47,6 +49,7 @@ fn main() {
         Command::Tokenizer(args) => commands::tokenizer::run(args),
         Command::Data(args) => commands::data::run(args),
         Command::TrainPolicy(args) => commands::train_policy::run(args),
+        Command::Align(args) => commands::align::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

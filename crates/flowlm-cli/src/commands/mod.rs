@@ -1,3 +1,4 @@
+pub mod align;
 pub mod bench;
 pub mod data;
 pub mod eval;

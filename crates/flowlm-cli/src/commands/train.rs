@@ -91,7 +91,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         outcome.checkpoint.display()
     );
     if let Some((_, v)) = state.validation_losses.last() {
-        println!("validation loss {v:.4}, perplexity bound {:.2}", v.exp());
+        println!(
+            "validation loss {v:.4}{}",
+            flowlm::trainer::perplexity_note(&recipe.corruption, *v)
+        );
     }
     if outcome.interrupted {
         std::process::exit(130);

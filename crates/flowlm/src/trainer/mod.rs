@@ -10,6 +10,7 @@
 //! strategy all-reduces, so a multi-device run swaps `GradientsParams` for burn's
 //! `MultiGradientsParams` and `step` for `step_multi` without touching the rest.
 
+pub mod align;
 mod checkpoint;
 mod clipping;
 pub mod plot;
@@ -260,6 +261,17 @@ fn append_metric(run: &Path, value: serde_json::Value) {
         .open(path)
     {
         let _ = writeln!(file, "{value}");
+    }
+}
+
+/// What exp(validation loss) means for a corruption: a perplexity bound for the masked ELBO, a
+/// perplexity for next-token loss, nothing for the other objectives.
+pub fn perplexity_note(corruption: &crate::corruption::CorruptionConfig, loss: f64) -> String {
+    use crate::corruption::CorruptionConfig as C;
+    match corruption {
+        C::Mask { .. } => format!(" (perplexity bound {:.2})", loss.exp()),
+        C::Autoregressive => format!(" (perplexity {:.2})", loss.exp()),
+        _ => String::new(),
     }
 }
 
@@ -565,9 +577,9 @@ pub fn train(
             );
             state.validation_losses.push((state.step, validation));
             let line = format!(
-                "step {} validation loss {validation:.4} (perplexity bound {:.2})",
+                "step {} validation loss {validation:.4}{}",
                 state.step,
-                validation.exp()
+                perplexity_note(&recipe.corruption, validation)
             );
             bar.println(&line);
             if !options.show_progress {
