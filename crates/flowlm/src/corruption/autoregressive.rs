@@ -14,16 +14,7 @@ impl Corruption for NextToken {
     }
 
     fn corrupt(&self, clean: &CleanBatch, _rng: &mut StdRng) -> CorruptedBatch {
-        let n = clean.tokens.len();
-        let mut out = CorruptedBatch {
-            input: clean.tokens.clone(),
-            targets: clean.tokens.clone(),
-            weights: vec![0.0; n],
-            normalizer: 0.0,
-            time: vec![0.0; clean.batch],
-            masked: vec![false; n],
-            substituted: vec![false; n],
-        };
+        let mut out = CorruptedBatch::untouched(clean, vec![0.0; clean.batch]);
         for row in 0..clean.batch {
             let start = row * clean.length;
             // Scored: predictions of eligible tokens (the answer in SFT), from the position before.

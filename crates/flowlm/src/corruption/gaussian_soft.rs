@@ -175,15 +175,8 @@ impl GaussianSoftCorruption {
         let times = self.draw_times(clean.batch, rng);
         let n = clean.tokens.len();
         let mut soft = vec![0f32; n * vocab];
-        let mut out = CorruptedBatch {
-            input: clean.tokens.clone(),
-            targets: clean.tokens.clone(),
-            weights: vec![0.0; n],
-            normalizer: 1.0,
-            time: times.iter().map(|&t| t as f32).collect(),
-            masked: vec![false; n],
-            substituted: vec![false; n],
-        };
+        let mut out = CorruptedBatch::untouched(clean, times.iter().map(|&t| t as f32).collect());
+        out.normalizer = 1.0;
         let scored = clean.eligible.iter().filter(|&&e| e).count().max(1) as f64;
         for (i, &token) in clean.tokens.iter().enumerate() {
             let row = i / clean.length;
@@ -256,8 +249,7 @@ impl Corruption for GaussianSoftCorruption {
         let time = Tensor::<1>::from_data(TensorData::new(time_values, [batch]), device);
         let positions = default_positions(batch, length, device);
         let logits = model.forward(input, positions, Some(time), None);
-        let targets: Vec<u32> = corrupted.targets.clone();
-        let per_position = symmetric_kl_to_one_hot(logits, &targets, device);
+        let per_position = symmetric_kl_to_one_hot(logits, &corrupted.targets, device);
         let weights =
             Tensor::<2>::from_data(TensorData::new(corrupted.weights, [batch, length]), device);
         (per_position * weights).sum()

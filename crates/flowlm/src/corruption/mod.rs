@@ -68,6 +68,22 @@ pub struct CorruptedBatch {
     pub substituted: Vec<bool>,
 }
 
+impl CorruptedBatch {
+    /// Nothing corrupted or scored yet: input and targets are the clean tokens, one time per row.
+    pub fn untouched(clean: &CleanBatch, time: Vec<f32>) -> Self {
+        let n = clean.tokens.len();
+        Self {
+            input: clean.tokens.clone(),
+            targets: clean.tokens.clone(),
+            weights: vec![0.0; n],
+            normalizer: 0.0,
+            time,
+            masked: vec![false; n],
+            substituted: vec![false; n],
+        }
+    }
+}
+
 pub trait Corruption {
     fn corrupt(&self, clean: &CleanBatch, rng: &mut StdRng) -> CorruptedBatch;
     fn schedule(&self) -> Schedule;

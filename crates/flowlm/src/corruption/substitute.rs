@@ -25,16 +25,7 @@ impl Corruption for MaskAndSubstitute {
     fn corrupt(&self, clean: &CleanBatch, rng: &mut StdRng) -> CorruptedBatch {
         let times = self.time.draw(clean.batch, rng);
         let schedule = self.schedule();
-        let n = clean.tokens.len();
-        let mut out = CorruptedBatch {
-            input: clean.tokens.clone(),
-            targets: clean.tokens.clone(),
-            weights: vec![0.0; n],
-            normalizer: 0.0,
-            time: times.iter().map(|&t| t as f32).collect(),
-            masked: vec![false; n],
-            substituted: vec![false; n],
-        };
+        let mut out = CorruptedBatch::untouched(clean, times.iter().map(|&t| t as f32).collect());
         for (row, &t) in times.iter().enumerate() {
             let eligible = clean.eligible_in_row(row);
             if eligible == 0 {

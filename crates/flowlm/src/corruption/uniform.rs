@@ -21,23 +21,17 @@ impl Corruption for UniformCorruption {
 
     fn corrupt(&self, clean: &CleanBatch, rng: &mut StdRng) -> CorruptedBatch {
         let schedule = self.schedule();
-        let n = clean.tokens.len();
         // k uniform in 1..=T; k = 0 would be a clean input and teach nothing.
         let steps: Vec<usize> = (0..clean.batch)
             .map(|_| rng.random_range(1..=self.steps))
             .collect();
-        let mut out = CorruptedBatch {
-            input: clean.tokens.clone(),
-            targets: clean.tokens.clone(),
-            weights: vec![0.0; n],
-            normalizer: 0.0,
-            time: steps
+        let mut out = CorruptedBatch::untouched(
+            clean,
+            steps
                 .iter()
                 .map(|&k| schedule.time_of_step(k) as f32)
                 .collect(),
-            masked: vec![false; n],
-            substituted: vec![false; n],
-        };
+        );
         for (row, &k) in steps.iter().enumerate() {
             let eligible = clean.eligible_in_row(row);
             if eligible == 0 {

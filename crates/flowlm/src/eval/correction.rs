@@ -3,7 +3,7 @@
 //! the substitutions; a masked-only model has never been asked about a visible token.
 
 use crate::canvas::Canvas;
-use crate::data::{TokenizedDocument, pack};
+use crate::data::TokenizedDocument;
 use crate::error::{FlowError, Result};
 use crate::model::SavedModel;
 use crate::random::rng_for;
@@ -106,28 +106,7 @@ pub fn correction_benchmark(
     if options.rows == 0 || options.batch_size == 0 {
         return Err(FlowError::argument("--rows", "must be at least 1"));
     }
-    let length = saved.metadata.sequence_length;
-    let dataset = pack(
-        documents,
-        length,
-        saved.metadata.eos_token_id,
-        0.0,
-        options.seed,
-    )?;
-    if dataset.train.is_empty() {
-        return Err(FlowError::argument(
-            "--data",
-            format!("holds fewer than {length} tokens, the model's sequence length"),
-        ));
-    }
-    let stride = (dataset.train.len() / options.rows).max(1);
-    let rows: Vec<&Vec<u32>> = dataset
-        .train
-        .iter()
-        .step_by(stride)
-        .take(options.rows)
-        .map(|s| &s.tokens)
-        .collect();
+    let rows = super::evaluation_rows(saved, documents, options.rows, options.seed)?;
     let vocabulary = Vocabulary::for_tokenizer(&saved.tokenizer, saved.config.vocab_size);
     let sampler = CorrectSampler {
         steps: options.steps,

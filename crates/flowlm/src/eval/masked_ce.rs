@@ -5,7 +5,7 @@
 
 use crate::canvas::Canvas;
 use crate::corruption::CorruptionConfig;
-use crate::data::{TokenizedDocument, pack};
+use crate::data::TokenizedDocument;
 use crate::error::{FlowError, Result};
 use crate::model::{Denoiser, SavedModel, softmax};
 use crate::random::rng_for;
@@ -58,22 +58,7 @@ pub fn masked_cross_entropy(
             format!("{bad} is not in (0, 1]"),
         ));
     }
-    let length = saved.metadata.sequence_length;
-    let dataset = pack(documents, length, saved.metadata.eos_token_id, 0.0, seed)?;
-    if dataset.train.is_empty() {
-        return Err(FlowError::argument(
-            "--data",
-            format!("holds fewer than {length} tokens, the model's sequence length"),
-        ));
-    }
-    let stride = (dataset.train.len() / rows.max(1)).max(1);
-    let sequences: Vec<&Vec<u32>> = dataset
-        .train
-        .iter()
-        .step_by(stride)
-        .take(rows.max(1))
-        .map(|s| &s.tokens)
-        .collect();
+    let sequences = super::evaluation_rows(saved, documents, rows, seed)?;
     let vocabulary = Vocabulary::for_tokenizer(&saved.tokenizer, saved.config.vocab_size);
     let process = match &saved.metadata.corruption {
         CorruptionConfig::Uniform { steps } => Some(UniformProcess::Cosine {

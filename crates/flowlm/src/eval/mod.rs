@@ -16,6 +16,33 @@ use crate::error::{FlowError, Result};
 use crate::model::SavedModel;
 use burn::tensor::Device;
 
+/// `rows` rows of the model's length, spread evenly over held-out `documents` (both the
+/// correction benchmark and the masked CE read the same rows for one seed).
+pub fn evaluation_rows(
+    saved: &SavedModel,
+    documents: &[TokenizedDocument],
+    rows: usize,
+    seed: u64,
+) -> Result<Vec<Vec<u32>>> {
+    let length = saved.metadata.sequence_length;
+    let dataset = pack(documents, length, saved.metadata.eos_token_id, 0.0, seed)?;
+    if dataset.train.is_empty() {
+        return Err(FlowError::argument(
+            "--data",
+            format!("holds fewer than {length} tokens, the model's sequence length"),
+        ));
+    }
+    let rows = rows.max(1);
+    let stride = (dataset.train.len() / rows).max(1);
+    Ok(dataset
+        .train
+        .into_iter()
+        .step_by(stride)
+        .take(rows)
+        .map(|s| s.tokens)
+        .collect())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LikelihoodReport {
     pub nelbo_per_token: f64,

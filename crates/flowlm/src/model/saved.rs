@@ -233,11 +233,8 @@ impl super::Denoiser for ModelDenoiser {
     }
 
     fn logits_from_embeddings(&self, canvas: &Canvas, response: &[f32]) -> Result<Logits> {
-        let (table, hidden) = self
-            .embedding_table()
-            .ok_or_else(|| FlowError::Unsupported("reading the embedding table".into()))?;
-        let (batch, width) = (canvas.batch(), canvas.width());
-        let slots = canvas.response_length();
+        let (batch, slots) = (canvas.batch(), canvas.response_length());
+        let hidden = self.model.input_embeddings().dims()[1];
         if response.len() != batch * slots * hidden {
             return Err(FlowError::argument(
                 "response embeddings",
@@ -248,17 +245,21 @@ impl super::Denoiser for ModelDenoiser {
                 ),
             ));
         }
-        let mut input = Vec::with_capacity(batch * width * hidden);
-        for (row, tokens) in canvas.rows.iter().enumerate() {
-            for &token in &tokens[..canvas.response_start] {
-                let start = token as usize * hidden;
-                input.extend_from_slice(&table[start..start + hidden]);
-            }
-            input.extend_from_slice(&response[row * slots * hidden..(row + 1) * slots * hidden]);
-        }
-        let (_, positions, padding) = canvas_tensors(canvas, &self.device);
-        let input =
-            Tensor::<3>::from_data(TensorData::new(input, [batch, width, hidden]), &self.device);
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        let response = Tensor::<3>::from_data(
+            TensorData::new(response.to_vec(), [batch, slots, hidden]),
+            &self.device,
+        );
+        // Prompt slots are embedded on the device; only the response state crosses from the host.
+        let input = if canvas.response_start == 0 {
+            response
+        } else {
+            let prompt = self
+                .model
+                .embed_tokens
+                .forward(ids.slice([0..batch, 0..canvas.response_start]));
+            Tensor::cat(vec![prompt, response], 1)
+        };
         host_logits(
             self.model
                 .forward(DenoiserInput::Embeddings(input), positions, None, padding),
@@ -269,19 +270,9 @@ impl super::Denoiser for ModelDenoiser {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
         let time = time
             .map(|t| Tensor::<1>::from_data(TensorData::new(t.to_vec(), [t.len()]), &self.device));
-        let logits = self
-            .model
-            .forward(DenoiserInput::Tokens(ids), positions, time, padding);
-        let [batch, length, vocab] = logits.dims();
-        let values = logits
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| FlowError::Unsupported(format!("reading logits: {e:?}")))?;
-        Ok(Logits {
-            batch,
-            length,
-            vocab,
-            values,
-        })
+        host_logits(
+            self.model
+                .forward(DenoiserInput::Tokens(ids), positions, time, padding),
+        )
     }
 }

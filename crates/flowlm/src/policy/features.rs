@@ -13,9 +13,14 @@ pub type StepFeatures = [f64; FEATURE_COUNT];
 /// The four largest entries of `probabilities`, descending, in one pass over the row (vocabulary
 /// rows are large, so a full sort would be wasteful). Rows shorter than 4 are padded with zeros.
 pub fn top4(probabilities: &[f32]) -> [f64; 4] {
+    top4_of(probabilities)
+}
+
+/// [`top4`] for any float row (samplers keep their probabilities in f64).
+pub fn top4_of<P: Copy + Into<f64>>(probabilities: &[P]) -> [f64; 4] {
     let mut best = [f64::NEG_INFINITY; 4];
     for &probability in probabilities {
-        let value = f64::from(probability);
+        let value: f64 = probability.into();
         if value.is_nan() || value <= best[3] {
             continue;
         }

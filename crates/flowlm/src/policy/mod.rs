@@ -35,7 +35,7 @@ pub use adam::{Adam, AdamConfig, global_norm};
 pub use beta::{Beta, confluent_hypergeometric_1f1, digamma, ln_gamma};
 pub use features::{
     FEATURE_COUNT, StepFeatures, normalized_top4_entropy, step_features, step_features_from_row,
-    top4,
+    top4, top4_of,
 };
 pub use grpo::{
     Decision, GrpoConfig, GrpoStats, SurrogateTerm, clipped_surrogate, group_advantages, grpo_step,

@@ -15,7 +15,7 @@ use super::{Observer, Sampler, SamplerReport, StepEvent, commit};
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
 use crate::model::{Denoiser, argmax, softmax};
-use crate::policy::{StepFeatures, StepPolicy, step_features};
+use crate::policy::{StepFeatures, StepPolicy, step_features, top4_of};
 use crate::random::StdRng;
 
 /// The learned step policy's file inside a model directory (`flowlm train-policy` writes it).
@@ -124,17 +124,6 @@ pub fn reedit(
     true
 }
 
-fn top_four(probabilities: &[f64]) -> [f64; 4] {
-    let mut top = [0.0f64; 4];
-    for &p in probabilities {
-        if p > top[3] {
-            top[3] = p;
-            top.sort_by(|a, b| b.total_cmp(a));
-        }
-    }
-    top
-}
-
 impl XFlowSampler {
     /// Decodes `canvas` in place; `trace` collects the policy's decisions when given.
     pub fn decode(
@@ -196,7 +185,7 @@ impl XFlowSampler {
                     if reedit(state, embedding(token), &mask, t, c) {
                         continue;
                     }
-                    let features = step_features(top_four(&probabilities), *t, step, self.steps);
+                    let features = step_features(top4_of(&probabilities), *t, step, self.steps);
                     let (unit, action) = match &self.policy {
                         StepPolicyChoice::Heuristic => (c, action_from_unit(c)),
                         StepPolicyChoice::Learned {
