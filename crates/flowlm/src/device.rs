@@ -9,7 +9,7 @@ pub fn parse_device(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "gpu")]
-        "vulkan" | "gpu" => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+        "vulkan" | "gpu" => vulkan(),
         #[cfg(not(feature = "gpu"))]
         "vulkan" | "gpu" => Err(FlowError::argument(
             "--device",
@@ -20,4 +20,20 @@ pub fn parse_device(name: &str) -> Result<Device> {
             format!("unknown device `{other}`; use cpu or vulkan"),
         )),
     }
+}
+
+/// The default Vulkan adapter, acquired up front: without one, cubecl panics (and aborts) on the
+/// first tensor operation, so the missing GPU is reported here as an error instead.
+#[cfg(feature = "gpu")]
+fn vulkan() -> Result<Device> {
+    use burn_wgpu::{RuntimeOptions, WgpuDevice, graphics::Vulkan, try_init_setup};
+    try_init_setup::<Vulkan>(&WgpuDevice::DefaultDevice, RuntimeOptions::default()).map_err(
+        |error| {
+            FlowError::argument(
+                "--device",
+                format!("no usable Vulkan GPU on this machine ({error}); use --device cpu"),
+            )
+        },
+    )?;
+    Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice))
 }

@@ -6,6 +6,7 @@
 
 pub mod canvas;
 pub mod corruption;
+pub mod cpu;
 pub mod data;
 pub mod device;
 pub mod error;

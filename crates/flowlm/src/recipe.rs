@@ -122,6 +122,10 @@ pub struct TrainingSection {
     pub seed: u64,
     pub batch_size: usize,
     pub gradient_accumulation: usize,
+    /// Data-parallel shards per micro-batch: each runs forward and backward on its own model
+    /// replica and thread, and their gradients are summed. Part of what a run computes (each
+    /// shard draws its own corruption), so it is a recipe setting, not a machine setting.
+    pub data_parallel_shards: usize,
     pub max_steps: usize,
     pub learning_rate: f64,
     pub warmup_steps: usize,
@@ -147,6 +151,7 @@ impl Default for TrainingSection {
             seed: 42,
             batch_size: 16,
             gradient_accumulation: 1,
+            data_parallel_shards: 2,
             max_steps: 2000,
             learning_rate: 1e-3,
             warmup_steps: 100,
@@ -200,6 +205,7 @@ impl Recipe {
         let positive = [
             ("training.batch_size", t.batch_size),
             ("training.gradient_accumulation", t.gradient_accumulation),
+            ("training.data_parallel_shards", t.data_parallel_shards),
             ("training.max_steps", t.max_steps),
             ("training.eval_batches", t.eval_batches),
             ("training.log_every", t.log_every),

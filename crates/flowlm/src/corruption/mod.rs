@@ -84,7 +84,8 @@ impl CorruptedBatch {
     }
 }
 
-pub trait Corruption {
+/// `Send + Sync`: data-parallel shards share one corruption across threads.
+pub trait Corruption: Send + Sync {
     fn corrupt(&self, clean: &CleanBatch, rng: &mut StdRng) -> CorruptedBatch;
     fn schedule(&self) -> Schedule;
 

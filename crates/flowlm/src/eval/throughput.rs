@@ -6,7 +6,8 @@ use crate::model::{Denoiser, DiffusionTransformerConfig, stable_parameter_ids};
 use crate::random::rng_for;
 use crate::sampler::{LladaSampler, Sampler};
 use crate::trainer::batch_loss;
-use burn::optim::{AdamWConfig, GradientsParams};
+use crate::trainer::data_parallel::{rows_of, shard_rows, sharded_gradients};
+use burn::optim::AdamWConfig;
 use burn::tensor::Device;
 use std::time::Instant;
 
@@ -18,22 +19,60 @@ pub fn peak_memory_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time (user + system, all threads) this process has used so far, in seconds.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields
+    // of the whole line, in USER_HZ ticks (100 per second in Linux's user ABI).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Throughput {
     pub tokens_per_second: f64,
     pub seconds: f64,
     pub iterations: usize,
+    /// CPU seconds spent in the timed window (cores used = this / `seconds`).
+    pub cpu_seconds: f64,
 }
 
-/// Full training steps (forward, backward, AdamW) on random tokens of `vocab` ids.
+/// Wall and CPU clocks started together.
+struct Stopwatch {
+    wall: Instant,
+    cpu: f64,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: process_cpu_seconds().unwrap_or(0.0),
+        }
+    }
+
+    /// (wall seconds, CPU seconds) since `start`.
+    fn stop(&self) -> (f64, f64) {
+        let cpu = process_cpu_seconds().map_or(0.0, |now| now - self.cpu);
+        (self.wall.elapsed().as_secs_f64(), cpu)
+    }
+}
+
+/// Full training steps (forward, backward, AdamW) on random tokens of `vocab` ids, each batch
+/// split into `shards` data-parallel shards as the trainer does.
 pub fn bench_train(
     config: &DiffusionTransformerConfig,
     batch: usize,
     length: usize,
     steps: usize,
     warmup: usize,
+    shards: usize,
     device: &Device,
 ) -> Throughput {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let train_device = device.clone().autodiff();
     train_device.seed(0);
     let mut model = stable_parameter_ids(config.init(&train_device));
@@ -45,33 +84,42 @@ pub fn bench_train(
     let mut timed = None;
     for step in 0..warmup + steps {
         if step == warmup {
-            timed = Some(Instant::now());
+            timed = Some(Stopwatch::start());
         }
         let tokens = (0..batch * length)
             .map(|i| ((i * 2_654_435_761 + step) % (config.vocab_size - 1)) as u32)
             .collect();
         let clean = CleanBatch::unconditional(tokens, batch, length);
-        let loss = batch_loss(
-            &model,
-            &corruption,
-            &clean,
-            step,
-            &mut rng_for(0, step as u64),
-            &train_device,
-        );
-        let gradients = GradientsParams::from_grads(loss.backward(), &model);
+        let ranges = shard_rows(batch, shards);
+        let (gradients, _) = sharded_gradients(&model, ranges.len(), threads, |replica, shard| {
+            let rows = rows_of(&clean, ranges[shard].clone());
+            let share = rows.batch as f64 / batch as f64;
+            let mut rng = rng_for(0, (step * ranges.len() + shard) as u64);
+            batch_loss(replica, &corruption, &rows, step, &mut rng, &train_device).mul_scalar(share)
+        });
         model = optimizer.step(1e-4, model, gradients);
     }
-    let seconds = timed.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let (seconds, cpu_seconds) = timed.map_or((0.0, 0.0), |t| t.stop());
     Throughput {
         tokens_per_second: (steps * batch * length) as f64 / seconds.max(1e-9),
         seconds,
         iterations: steps,
+        cpu_seconds,
     }
 }
 
-/// LLaDA generation of `gen_length` tokens (one block, `steps` steps) after a prompt; tokens
-/// per second counts generated tokens.
+/// What `bench_generate` measured, and the last generation's answer (row 0) for comparison
+/// with a reference implementation.
+#[derive(Debug, Clone)]
+pub struct GenerateBench {
+    pub throughput: Throughput,
+    pub tokens: Vec<u32>,
+    /// Whether every row of the batch (all the same prompt) produced row 0's answer.
+    pub rows_agree: bool,
+}
+
+/// LLaDA generation of `gen_length` tokens (one block, `steps` steps, temperature 0) after a
+/// prompt; tokens per second counts generated tokens.
 pub fn bench_generate(
     denoiser: &dyn Denoiser,
     prompt: &[u32],
@@ -81,7 +129,7 @@ pub fn bench_generate(
     steps: usize,
     batch: usize,
     repeats: usize,
-) -> crate::Result<Throughput> {
+) -> crate::Result<GenerateBench> {
     let sampler = LladaSampler {
         steps,
         block_length: gen_length,
@@ -91,9 +139,9 @@ pub fn bench_generate(
     // One untimed run warms caches and allocators.
     let mut canvas = Canvas::new(&prompts, gen_length, mask_id, pad_id)?;
     sampler.run(denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {})?;
-    let started = Instant::now();
+    let stopwatch = Stopwatch::start();
     for repeat in 0..repeats {
-        let mut canvas = Canvas::new(&prompts, gen_length, mask_id, pad_id)?;
+        canvas = Canvas::new(&prompts, gen_length, mask_id, pad_id)?;
         sampler.run(
             denoiser,
             &mut canvas,
@@ -101,10 +149,17 @@ pub fn bench_generate(
             &mut |_, _| {},
         )?;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(Throughput {
-        tokens_per_second: (repeats * batch * gen_length) as f64 / seconds.max(1e-9),
-        seconds,
-        iterations: repeats,
+    let (seconds, cpu_seconds) = stopwatch.stop();
+    let tokens = canvas.response(0).to_vec();
+    let rows_agree = (0..batch).all(|row| canvas.response(row) == tokens.as_slice());
+    Ok(GenerateBench {
+        throughput: Throughput {
+            tokens_per_second: (repeats * batch * gen_length) as f64 / seconds.max(1e-9),
+            seconds,
+            iterations: repeats,
+            cpu_seconds,
+        },
+        tokens,
+        rows_agree,
     })
 }

@@ -9,7 +9,9 @@ use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
     RmsNorm, RmsNormConfig,
 };
-use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::activation::{gelu, silu};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -322,14 +324,11 @@ impl TransformerBlock {
             q = apply_rotary(q, r);
             k = apply_rotary(k, r);
         }
-        let mut scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (head as f64).sqrt());
-        if let Some(mask) = mask {
-            scores = scores.mask_fill(mask, -1e9);
-        }
-        let attended = softmax(scores, 3)
-            .matmul(v)
+        // burn's attention op: a fused kernel on the CPU backend without autodiff (sampling),
+        // the same computation from plain operators under autodiff (training). The mask is
+        // expanded to every head (a view), as the operator's fallback expects.
+        let mask = mask.map(|m| m.expand([batch, self.num_heads, length, length]));
+        let attended = attention(q, k, v, mask, None, AttentionModuleOptions::default())
             .swap_dims(1, 2)
             .reshape([batch, length, hidden]);
         let x = x + self.output.forward(attended);
@@ -385,6 +384,22 @@ impl DiffusionTransformer {
         time: Option<Tensor<1>>,
         key_padding: Option<Tensor<2, Bool>>,
     ) -> Tensor<3> {
+        let h = self.hidden_states(input, positions, time, key_padding);
+        let [batch, length, hidden] = h.dims();
+        let logits = self.output_logits(h.reshape([batch * length, hidden]));
+        let vocab = logits.dims()[1];
+        logits.reshape([batch, length, vocab])
+    }
+
+    /// The final-normed hidden states `[B, L, hidden]` (what the output head reads); arguments
+    /// as in [`Self::forward`].
+    pub fn hidden_states(
+        &self,
+        input: DenoiserInput,
+        positions: Tensor<2>,
+        time: Option<Tensor<1>>,
+        key_padding: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
         let mut x = match input {
             DenoiserInput::Tokens(ids) => self.embed_tokens.forward(ids),
             DenoiserInput::Embeddings(e) => e,
@@ -407,13 +422,16 @@ impl DiffusionTransformer {
         for layer in &self.layers {
             x = layer.forward(x, rotary.as_ref(), mask.clone());
         }
-        let h = self.final_norm.forward(x);
+        self.final_norm.forward(x)
+    }
+
+    /// The output head on rows of hidden states: `[N, hidden]` -> logits `[N, V]`. One 2-D
+    /// product, so the tied head reads the embedding matrix through strides instead of copying
+    /// its transpose per batch row.
+    pub fn output_logits(&self, h: Tensor<2>) -> Tensor<2> {
         match &self.lm_head {
             Some(head) => head.forward(h),
-            None => {
-                let weight = self.embed_tokens.weight.val();
-                h.matmul(weight.transpose().unsqueeze())
-            }
+            None => h.matmul(self.embed_tokens.weight.val().transpose()),
         }
     }
 

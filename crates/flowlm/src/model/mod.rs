@@ -47,12 +47,62 @@ impl Logits {
     }
 }
 
+/// Per slot of a canvas, the most probable token (the mask token excluded) and its softmax
+/// probability over the whole vocabulary; `[batch, length]` row-major. Everything a
+/// temperature-0 confidence sampler (LLaDA low-confidence, greedy) reads from a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopChoices {
+    pub length: usize,
+    pub tokens: Vec<u32>,
+    pub probabilities: Vec<f64>,
+}
+
+impl TopChoices {
+    /// (token, probability) at `row`, `position`.
+    pub fn at(&self, row: usize, position: usize) -> (u32, f64) {
+        let i = row * self.length + position;
+        (self.tokens[i], self.probabilities[i])
+    }
+
+    /// The same figures computed on the host from full logits (the mask column already
+    /// forbidden): first maximum on ties, softmax in f64.
+    pub fn from_logits(logits: &Logits) -> Self {
+        let slots = logits.batch * logits.length;
+        let mut tokens = Vec::with_capacity(slots);
+        let mut probabilities = Vec::with_capacity(slots);
+        for slot in logits.values.chunks(logits.vocab) {
+            let (token, _) = argmax(slot);
+            tokens.push(token as u32);
+            probabilities.push(softmax(slot)[token]);
+        }
+        Self {
+            length: logits.length,
+            tokens,
+            probabilities,
+        }
+    }
+}
+
 /// The network as samplers see it.
 pub trait Denoiser {
     fn vocab_size(&self) -> usize;
     /// Logits for every slot of every canvas row. `time` (one per row, 1 = all noise) is
     /// passed to models with a time embedding and ignored by the others.
     fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits>;
+
+    /// [`TopChoices`] for every slot with `forbidden` (the mask token) never chosen. The default
+    /// reads the full host logits; a model computes it on its device, so that only `[batch,
+    /// length]` values reach the host instead of `[batch, length, vocab]`.
+    fn top_choices(
+        &self,
+        canvas: &Canvas,
+        time: Option<&[f32]>,
+        forbidden: u32,
+    ) -> Result<TopChoices> {
+        let mut logits = self.logits(canvas, time)?;
+        logits.forbid(forbidden);
+        Ok(TopChoices::from_logits(&logits))
+    }
 
     /// The input embedding matrix `[vocab, hidden]` row-major, and `hidden`, for samplers that
     /// work in embedding space (x-prediction flow). `None` when the denoiser has none.

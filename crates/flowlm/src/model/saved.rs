@@ -2,7 +2,7 @@
 //! `tokenizer.json`, and `flowlm.json` (corruption, special ids, sampler defaults).
 
 pub use super::saved_defaults::SamplerDefaults;
-use super::{DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, Logits};
+use super::{DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, Logits, TopChoices};
 use crate::canvas::Canvas;
 use crate::corruption::CorruptionConfig;
 use crate::error::{FlowError, Result};
@@ -217,6 +217,17 @@ fn host_logits(logits: Tensor<3>) -> Result<Logits> {
     })
 }
 
+impl ModelDenoiser {
+    /// Logits `[B, L, V]` for a canvas, left on the device.
+    fn device_logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Tensor<3> {
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        let time = time
+            .map(|t| Tensor::<1>::from_data(TensorData::new(t.to_vec(), [t.len()]), &self.device));
+        self.model
+            .forward(DenoiserInput::Tokens(ids), positions, time, padding)
+    }
+}
+
 impl super::Denoiser for ModelDenoiser {
     fn vocab_size(&self) -> usize {
         self.model.embed_tokens.weight.dims()[0]
@@ -267,12 +278,37 @@ impl super::Denoiser for ModelDenoiser {
     }
 
     fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits> {
-        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
-        let time = time
-            .map(|t| Tensor::<1>::from_data(TensorData::new(t.to_vec(), [t.len()]), &self.device));
-        host_logits(
-            self.model
-                .forward(DenoiserInput::Tokens(ids), positions, time, padding),
-        )
+        host_logits(self.device_logits(canvas, time))
+    }
+
+    fn top_choices(
+        &self,
+        canvas: &Canvas,
+        time: Option<&[f32]>,
+        forbidden: u32,
+    ) -> Result<TopChoices> {
+        let logits = self.device_logits(canvas, time);
+        let [_, length, vocab] = logits.dims();
+        let mut bias = vec![0.0f32; vocab];
+        if let Some(b) = bias.get_mut(forbidden as usize) {
+            *b = f32::NEG_INFINITY;
+        }
+        let bias = Tensor::<1>::from_data(TensorData::new(bias, [vocab]), &self.device);
+        let logits = logits + bias.reshape([1, 1, vocab]);
+        let (max, argmax) = logits.clone().max_dim_with_indices(2);
+        // p(argmax) = 1 / sum_v exp(l_v - max).
+        let normalizer = (logits - max).exp().sum_dim(2);
+        let read = |what: &str, data: burn::tensor::TensorData| {
+            data.convert::<f64>()
+                .try_into_vec::<f64>()
+                .map_err(|e| FlowError::Unsupported(format!("reading {what}: {e:?}")))
+        };
+        let tokens = read("top tokens", argmax.into_data())?;
+        let normalizer = read("top probabilities", normalizer.into_data())?;
+        Ok(TopChoices {
+            length,
+            tokens: tokens.iter().map(|&t| t as u32).collect(),
+            probabilities: normalizer.iter().map(|&z| 1.0 / z).collect(),
+        })
     }
 }

@@ -24,23 +24,17 @@ pub fn weighted_cross_entropy(
     (picked.neg() * weights).sum().div_scalar(normalizer)
 }
 
-/// Device tensors for a corrupted batch: (input ids, targets, weights, time).
-pub fn batch_tensors(
+/// Device tensors for a corrupted batch's input: (ids `[rows, length]`, time `[rows]`).
+pub fn input_tensors(
     batch: &CorruptedBatch,
     rows: usize,
     length: usize,
     device: &Device,
-) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>, Tensor<1>) {
-    let ids = |v: &[u32]| {
-        let data: Vec<i64> = v.iter().map(|&t| t as i64).collect();
-        Tensor::<2, Int>::from_data(TensorData::new(data, [rows, length]), device)
-    };
-    let weights = Tensor::<2>::from_data(
-        TensorData::new(batch.weights.clone(), [rows, length]),
-        device,
-    );
+) -> (Tensor<2, Int>, Tensor<1>) {
+    let ids: Vec<i64> = batch.input.iter().map(|&t| t as i64).collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, length]), device);
     let time = Tensor::<1>::from_data(TensorData::new(batch.time.clone(), [rows]), device);
-    (ids(&batch.input), ids(&batch.targets), weights, time)
+    (ids, time)
 }
 
 /// Floor of the one-hot target inside the symmetric KL: KL(p || one-hot) is infinite without one.
@@ -70,6 +64,10 @@ pub fn view_scale(time: f64, vocab: usize) -> f64 {
 
 /// The default loss of a token-level corruption: weighted cross-entropy of the model's logits on
 /// the corrupted ids.
+///
+/// The output head and the softmax run only at scored positions (weight != 0): the others add
+/// nothing to the loss, and for the masked objective they are about half of the canvas, while
+/// the `[positions, vocab]` head and log-softmax are the largest single cost of a step.
 pub fn token_cross_entropy(
     model: &crate::model::DiffusionTransformer,
     corrupted: &CorruptedBatch,
@@ -77,13 +75,50 @@ pub fn token_cross_entropy(
     length: usize,
     device: &Device,
 ) -> Tensor<1> {
-    let (ids, targets, weights, time) = batch_tensors(corrupted, rows, length, device);
+    let (ids, time) = input_tensors(corrupted, rows, length, device);
     let positions = crate::model::default_positions(rows, length, device);
-    let logits = model.forward(
+    let hidden = model.hidden_states(
         crate::model::DenoiserInput::Tokens(ids),
         positions,
         Some(time),
         None,
     );
-    weighted_cross_entropy(logits, targets, weights, corrupted.normalizer)
+    let width = hidden.dims()[2];
+    let hidden = hidden.reshape([rows * length, width]);
+    let scored: Vec<usize> = (0..rows * length)
+        .filter(|&i| corrupted.weights[i] != 0.0)
+        .collect();
+    if scored.is_empty() {
+        // Nothing scored: a zero loss that still belongs to the graph.
+        return hidden.sum().mul_scalar(0.0);
+    }
+    let index = Tensor::<1, Int>::from_data(
+        TensorData::new(
+            scored.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [scored.len()],
+        ),
+        device,
+    );
+    let logits = model.output_logits(hidden.select(0, index));
+    let pick = |values: Vec<f32>| {
+        Tensor::<2>::from_data(TensorData::new(values, [1, scored.len()]), device)
+    };
+    let targets = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            scored
+                .iter()
+                .map(|&i| corrupted.targets[i] as i64)
+                .collect::<Vec<_>>(),
+            [1, scored.len()],
+        ),
+        device,
+    );
+    let weights = pick(scored.iter().map(|&i| corrupted.weights[i]).collect());
+    let vocab = logits.dims()[1];
+    weighted_cross_entropy(
+        logits.reshape([1, scored.len(), vocab]),
+        targets,
+        weights,
+        corrupted.normalizer,
+    )
 }

@@ -1,10 +1,10 @@
 //! Seed 001's `iter_mask_decode`: each step commits exactly one token per row -- the masked
 //! position whose top probability is highest, with its argmax token.
 
-use super::{Observer, Sampler, SamplerReport, StepEvent, commit, predict};
+use super::{Observer, Sampler, SamplerReport, StepEvent, commit};
 use crate::canvas::Canvas;
 use crate::error::Result;
-use crate::model::{Denoiser, argmax, softmax};
+use crate::model::Denoiser;
 use crate::random::StdRng;
 
 #[derive(Debug, Clone, Default)]
@@ -27,7 +27,7 @@ impl Sampler for GreedySampler {
             if (0..canvas.batch()).all(|r| canvas.masked_count(r) == 0) {
                 return Ok(report);
             }
-            let logits = predict(denoiser, canvas, None)?;
+            let choices = denoiser.top_choices(canvas, None, canvas.mask_id)?;
             report.forward_passes += 1;
             let mut event = StepEvent {
                 step: report.steps,
@@ -39,11 +39,9 @@ impl Sampler for GreedySampler {
                     if !canvas.is_masked(row, column) {
                         continue;
                     }
-                    let l = logits.at(row, column);
-                    let (token, _) = argmax(l);
-                    let confidence = softmax(l)[token];
+                    let (token, confidence) = choices.at(row, column);
                     if best.is_none_or(|b| confidence > b.2) {
-                        best = Some((column, token as u32, confidence));
+                        best = Some((column, token, confidence));
                     }
                 }
                 if let Some((column, token, confidence)) = best {

@@ -4,7 +4,7 @@
 use super::{Observer, Sampler, SamplerReport, StepEvent, commit, gumbel_argmax, predict};
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
-use crate::model::{Denoiser, Logits, softmax};
+use crate::model::{Denoiser, Logits, TopChoices, softmax};
 use crate::random::StdRng;
 use rand::Rng;
 
@@ -42,6 +42,12 @@ impl Default for LladaSampler {
     }
 }
 
+/// What one step read from the denoiser.
+enum StepPrediction {
+    Top(TopChoices),
+    Logits(Logits),
+}
+
 /// Commits per step for M masked slots over s steps: floor(M / s) + [i < M mod s].
 pub fn commit_schedule(masked: usize, steps: usize) -> Vec<usize> {
     (0..steps)
@@ -75,6 +81,27 @@ impl LladaSampler {
             ));
         }
         Ok((blocks, self.steps / blocks))
+    }
+
+    /// At temperature 0 without guidance a step needs only each slot's argmax and its
+    /// probability (random remasking draws its order on the host either way), which the
+    /// denoiser computes on its device.
+    fn needs_only_top_choices(&self) -> bool {
+        self.temperature <= 0.0 && self.cfg_scale <= 0.0
+    }
+
+    /// This step's prediction: top choices, or full logits when sampling needs them.
+    fn predict_step(
+        &self,
+        denoiser: &dyn Denoiser,
+        canvas: &Canvas,
+    ) -> Result<(StepPrediction, usize)> {
+        if self.needs_only_top_choices() {
+            let choices = denoiser.top_choices(canvas, None, canvas.mask_id)?;
+            return Ok((StepPrediction::Top(choices), 1));
+        }
+        let (logits, passes) = self.guided_logits(denoiser, canvas)?;
+        Ok((StepPrediction::Logits(logits), passes))
     }
 
     fn guided_logits(&self, denoiser: &dyn Denoiser, canvas: &Canvas) -> Result<(Logits, usize)> {
@@ -120,7 +147,7 @@ impl Sampler for LladaSampler {
                 })
                 .collect();
             for step in 0..steps_per_block {
-                let (logits, passes) = self.guided_logits(denoiser, canvas)?;
+                let (prediction, passes) = self.predict_step(denoiser, canvas)?;
                 report.forward_passes += passes;
                 let mut event = StepEvent {
                     step: report.steps,
@@ -134,9 +161,17 @@ impl Sampler for LladaSampler {
                         if !canvas.is_masked(row, column) {
                             continue;
                         }
-                        let l = logits.at(row, column);
-                        let token = gumbel_argmax(l, self.temperature, rng);
-                        let probability = softmax(l)[token];
+                        let (token, probability) = match &prediction {
+                            StepPrediction::Top(choices) => {
+                                let (token, probability) = choices.at(row, column);
+                                (token as usize, probability)
+                            }
+                            StepPrediction::Logits(logits) => {
+                                let l = logits.at(row, column);
+                                let token = gumbel_argmax(l, self.temperature, rng);
+                                (token, softmax(l)[token])
+                            }
+                        };
                         let mut confidence = match self.remasking {
                             Remasking::LowConfidence => probability,
                             Remasking::Random => rng.random::<f64>(),

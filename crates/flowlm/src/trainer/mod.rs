@@ -13,6 +13,7 @@
 pub mod align;
 mod checkpoint;
 mod clipping;
+pub mod data_parallel;
 pub mod plot;
 mod schedule;
 pub mod step_policy;
@@ -34,7 +35,7 @@ use crate::random::{permutation, rng_for};
 use crate::recipe::{Recipe, TokenizerKind, TokenizerSection};
 use crate::tokenizer::{SimpleTokenizer, SimpleUnit, Tokenizer, train_byte_level_bpe};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, ModuleOptimizer};
 use burn::tensor::Device;
 use checkpoint::{CheckpointParts, load_optimizer, write_checkpoint};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -501,6 +502,7 @@ pub fn train(
         let mut accumulator = GradientsAccumulator::<DiffusionTransformer>::new();
         let mut loss_sum = 0.0f64;
         let mut step_tokens = 0u64;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         for micro in 0..t.gradient_accumulation {
             let micro_index = step * t.gradient_accumulation + micro;
             let indices = order.indices(micro_index * t.batch_size, t.batch_size);
@@ -511,18 +513,30 @@ pub fn train(
                 &mut rng_for(t.seed, LENGTH_STREAM + micro_index as u64),
             );
             step_tokens += (clean.batch * clean.length) as u64;
-            let mut rng = rng_for(t.seed, CORRUPTION_STREAM + micro_index as u64);
-            let loss = batch_loss(
+            let shards = data_parallel::shard_rows(clean.batch, t.data_parallel_shards);
+            let (gradients, loss) = data_parallel::sharded_gradients(
                 &model,
-                corruption.as_ref(),
-                &clean,
-                step,
-                &mut rng,
-                &train_device,
-            )
-            .div_scalar(t.gradient_accumulation as f64);
-            loss_sum += loss.clone().into_scalar::<f32>() as f64;
-            let gradients = GradientsParams::from_grads(loss.backward(), &model);
+                shards.len(),
+                threads,
+                |replica, shard| {
+                    let rows = data_parallel::rows_of(&clean, shards[shard].clone());
+                    // One stream per (micro-batch, shard); a single shard keeps the stream of
+                    // the whole micro-batch.
+                    let stream = micro_index * t.data_parallel_shards + shard;
+                    let mut rng = rng_for(t.seed, CORRUPTION_STREAM + stream as u64);
+                    let share = rows.batch as f64 / (clean.batch * t.gradient_accumulation) as f64;
+                    batch_loss(
+                        replica,
+                        corruption.as_ref(),
+                        &rows,
+                        step,
+                        &mut rng,
+                        &train_device,
+                    )
+                    .mul_scalar(share)
+                },
+            );
+            loss_sum += loss;
             accumulator.accumulate(&model, gradients);
         }
         if !loss_sum.is_finite() {

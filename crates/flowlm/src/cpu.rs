@@ -1,0 +1,34 @@
+//! CPU execution settings for the threads that compute.
+//!
+//! Denormal (subnormal) floats are flushed to zero: once training sharpens the attention,
+//! softmax writes values below 1.2e-38 and every AVX-512 FMA that reads one takes a microcode
+//! assist. Measured on the default model's recipe: from the step the learning rate peaked, a
+//! step took 2.3 times as long, with the gemm kernel going from 41% to 68% of the profile. Values
+//! that small change no result that matters (deep-learning frameworks flush them too).
+
+/// Sets flush-to-zero and denormals-are-zero on the calling thread (x86-64; elsewhere a no-op).
+pub fn flush_denormals_on_this_thread() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// MXCSR bit 15 (FTZ: results flush to zero) and bit 6 (DAZ: inputs read as zero).
+        const FTZ_DAZ: u32 = (1 << 15) | (1 << 6);
+        let mut csr: u32 = 0;
+        // SAFETY: reads and writes this thread's MXCSR register through a local; only the
+        // denormal-handling bits change.
+        unsafe {
+            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack));
+            csr |= FTZ_DAZ;
+            std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, readonly));
+        }
+    }
+}
+
+/// Flushes denormals on this thread and on every thread of the global rayon pool that the CPU
+/// backend's operators run on. Call once, before any tensor work (the `flowlm` binary does).
+pub fn configure_compute_threads() {
+    flush_denormals_on_this_thread();
+    // Err only when the pool already exists (a second call); its threads were configured then.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .start_handler(|_| flush_denormals_on_this_thread())
+        .build_global();
+}
