@@ -26,14 +26,15 @@ pub fn parse_device(name: &str) -> Result<Device> {
 /// first tensor operation, so the missing GPU is reported here as an error instead.
 #[cfg(feature = "gpu")]
 fn vulkan() -> Result<Device> {
-    use burn_wgpu::{RuntimeOptions, WgpuDevice, graphics::Vulkan, try_init_setup};
-    try_init_setup::<Vulkan>(&WgpuDevice::DefaultDevice, RuntimeOptions::default()).map_err(
-        |error| {
-            FlowError::argument(
-                "--device",
-                format!("no usable Vulkan GPU on this machine ({error}); use --device cpu"),
-            )
-        },
-    )?;
+    use burn_wgpu::{RuntimeOptions, WgpuBackend, WgpuDevice, graphics::Vulkan, try_init_setup};
+    // The same device `Device::vulkan(DefaultDevice)` names, so the setup registered here is
+    // the one its tensors use.
+    let device = WgpuDevice::default().on(WgpuBackend::Vulkan);
+    try_init_setup::<Vulkan>(&device, RuntimeOptions::default()).map_err(|error| {
+        FlowError::argument(
+            "--device",
+            format!("no usable Vulkan GPU on this machine ({error}); use --device cpu"),
+        )
+    })?;
     Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice))
 }
