@@ -302,3 +302,15 @@ fn samplers_never_write_the_mask_token() {
         assert_eq!(canvas.masked_count(0), 0, "{}", sampler.name());
     }
 }
+
+#[test]
+fn sampler_defaults_carry_the_remasking_order() {
+    use flowlm::model::saved_defaults::SamplerDefaults;
+    let random: SamplerDefaults =
+        serde_json::from_str(r#"{"sampler": "llada", "remasking": "random"}"#).expect("parses");
+    assert_eq!(random.remasking, Remasking::Random);
+    let older: SamplerDefaults =
+        serde_json::from_str(r#"{"sampler": "llada", "temperature": 0.8}"#).expect("parses");
+    assert_eq!(older.remasking, Remasking::LowConfidence);
+    assert!(serde_json::from_str::<SamplerDefaults>(r#"{"remasking": "sometimes"}"#).is_err());
+}

@@ -89,9 +89,9 @@ pub struct GenerateArgs {
     /// remask: share of the response re-masked each round but the last
     #[arg(long, default_value_t = 0.5)]
     remask_ratio: f64,
-    /// llada: which predictions to keep each step
-    #[arg(long, value_enum, default_value = "low-confidence")]
-    remasking: RemaskingName,
+    /// llada: which predictions to keep each step [default: the model's, else low-confidence]
+    #[arg(long, value_enum)]
+    remasking: Option<RemaskingName>,
     /// llada: classifier-free guidance scale (0 = off)
     #[arg(long, default_value_t = 0.0)]
     cfg_scale: f64,
@@ -174,8 +174,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             temperature
         },
         remasking: match args.remasking {
-            RemaskingName::LowConfidence => Remasking::LowConfidence,
-            RemaskingName::Random => Remasking::Random,
+            Some(RemaskingName::LowConfidence) => Remasking::LowConfidence,
+            Some(RemaskingName::Random) => Remasking::Random,
+            None => defaults.remasking,
         },
         cfg_scale: args.cfg_scale,
         suppress_tokens: if args.suppress_eos {

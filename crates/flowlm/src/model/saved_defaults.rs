@@ -11,6 +11,10 @@ pub struct SamplerDefaults {
     pub gen_length: usize,
     pub block_length: usize,
     pub temperature: f64,
+    /// LLaDA's order of commits: `low-confidence` (the reference default) or `random` (each
+    /// step commits slots in random order, which samples the model's own distribution; small
+    /// models decoded by confidence fill the answer with their most frequent tokens first).
+    pub remasking: crate::sampler::Remasking,
 }
 
 impl Default for SamplerDefaults {
@@ -21,6 +25,7 @@ impl Default for SamplerDefaults {
             gen_length: 64,
             block_length: 64,
             temperature: 0.0,
+            remasking: crate::sampler::Remasking::LowConfidence,
         }
     }
 }

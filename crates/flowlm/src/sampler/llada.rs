@@ -8,9 +8,11 @@ use crate::model::{Denoiser, Logits, TopChoices, softmax};
 use crate::random::StdRng;
 use rand::Rng;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Remasking {
     /// Keep the most confident predictions (softmax at the candidate, untempered).
+    #[default]
     LowConfidence,
     /// Keep predictions in a random order.
     Random,
