@@ -219,12 +219,50 @@ fn host_logits(logits: Tensor<3>) -> Result<Logits> {
 
 impl ModelDenoiser {
     /// Logits `[B, L, V]` for a canvas, left on the device.
+    ///
+    /// A batch of several rows is split into row shards that run on their own threads (one per
+    /// core): rows never read each other, and a small model's operators are too small to keep
+    /// both cores busy one at a time. Every shard keeps the batch's padding width, so a row's
+    /// logits are what the whole batch gives it.
     fn device_logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Tensor<3> {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
         let time = time
             .map(|t| Tensor::<1>::from_data(TensorData::new(t.to_vec(), [t.len()]), &self.device));
-        self.model
-            .forward(DenoiserInput::Tokens(ids), positions, time, padding)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = crate::trainer::data_parallel::shard_rows(canvas.batch(), threads);
+        let width = canvas.width();
+        let forward = |model: &DiffusionTransformer, rows: std::ops::Range<usize>| {
+            model.forward(
+                DenoiserInput::Tokens(ids.clone().slice([rows.clone(), 0..width])),
+                positions.clone().slice([rows.clone(), 0..width]),
+                time.clone().map(|t| t.slice([rows.clone()])),
+                padding.clone().map(|p| p.slice([rows, 0..width])),
+            )
+        };
+        if shards.len() == 1 {
+            return self
+                .model
+                .forward(DenoiserInput::Tokens(ids), positions, time, padding);
+        }
+        let outputs = std::thread::scope(|scope| {
+            let handles: Vec<_> = shards[1..]
+                .iter()
+                .map(|rows| {
+                    let model = self.model.clone();
+                    let forward = &forward;
+                    scope.spawn(move || forward(&model, rows.clone()))
+                })
+                .collect();
+            let mut outputs = vec![forward(&self.model, shards[0].clone())];
+            for handle in handles {
+                match handle.join() {
+                    Ok(output) => outputs.push(output),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            outputs
+        });
+        Tensor::cat(outputs, 0)
     }
 }
 
