@@ -32,3 +32,44 @@ pub fn configure_compute_threads() {
         .start_handler(|_| flush_denormals_on_this_thread())
         .build_global();
 }
+
+/// The cores this process may use, read once (the lookup reads cgroup files; samplers ask on
+/// every forward pass).
+pub fn compute_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// `work` on every input, at most `threads` at a time (the first of each wave on the calling
+/// thread), results in input order. New threads inherit this thread's floating-point settings
+/// (POSIX), so flushed denormals stay flushed. A panic in one job is resumed here.
+pub fn parallel_map<I: Send, T: Send>(
+    inputs: Vec<I>,
+    threads: usize,
+    work: impl Fn(I) -> T + Sync,
+) -> Vec<T> {
+    let threads = threads.max(1);
+    let mut inputs = inputs.into_iter().peekable();
+    let mut outputs = Vec::new();
+    while inputs.peek().is_some() {
+        let wave: Vec<I> = inputs.by_ref().take(threads).collect();
+        std::thread::scope(|scope| {
+            let mut wave = wave.into_iter();
+            let first = wave.next();
+            let handles: Vec<_> = wave
+                .map(|input| {
+                    let work = &work;
+                    scope.spawn(move || work(input))
+                })
+                .collect();
+            outputs.extend(first.map(&work));
+            for handle in handles {
+                match handle.join() {
+                    Ok(output) => outputs.push(output),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+    }
+    outputs
+}

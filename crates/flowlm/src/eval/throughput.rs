@@ -5,8 +5,7 @@ use crate::corruption::{CleanBatch, MaskCorruption, TimeSampling};
 use crate::model::{Denoiser, DiffusionTransformerConfig, stable_parameter_ids};
 use crate::random::rng_for;
 use crate::sampler::{LladaSampler, Sampler};
-use crate::trainer::batch_loss;
-use crate::trainer::data_parallel::{rows_of, shard_rows, sharded_gradients};
+use crate::trainer::data_parallel::batch_gradients;
 use burn::optim::AdamWConfig;
 use burn::tensor::Device;
 use std::time::Instant;
@@ -72,7 +71,6 @@ pub fn bench_train(
     shards: usize,
     device: &Device,
 ) -> Throughput {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let train_device = device.clone().autodiff();
     train_device.seed(0);
     let mut model = stable_parameter_ids(config.init(&train_device));
@@ -90,13 +88,16 @@ pub fn bench_train(
             .map(|i| ((i * 2_654_435_761 + step) % (config.vocab_size - 1)) as u32)
             .collect();
         let clean = CleanBatch::unconditional(tokens, batch, length);
-        let ranges = shard_rows(batch, shards);
-        let (gradients, _) = sharded_gradients(&model, ranges.len(), threads, |replica, shard| {
-            let rows = rows_of(&clean, ranges[shard].clone());
-            let share = rows.batch as f64 / batch as f64;
-            let mut rng = rng_for(0, (step * ranges.len() + shard) as u64);
-            batch_loss(replica, &corruption, &rows, step, &mut rng, &train_device).mul_scalar(share)
-        });
+        let (gradients, _) = batch_gradients(
+            &model,
+            &corruption,
+            &clean,
+            step,
+            shards,
+            1.0,
+            |shard| rng_for(0, (step * shards + shard) as u64),
+            &train_device,
+        );
         model = optimizer.step(1e-4, model, gradients);
     }
     let (seconds, cpu_seconds) = timed.map_or((0.0, 0.0), |t| t.stop());

@@ -228,40 +228,29 @@ impl ModelDenoiser {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
         let time = time
             .map(|t| Tensor::<1>::from_data(TensorData::new(t.to_vec(), [t.len()]), &self.device));
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shards = crate::trainer::data_parallel::shard_rows(canvas.batch(), threads);
-        let width = canvas.width();
-        let forward = |model: &DiffusionTransformer, rows: std::ops::Range<usize>| {
-            model.forward(
-                DenoiserInput::Tokens(ids.clone().slice([rows.clone(), 0..width])),
-                positions.clone().slice([rows.clone(), 0..width]),
-                time.clone().map(|t| t.slice([rows.clone()])),
-                padding.clone().map(|p| p.slice([rows, 0..width])),
-            )
-        };
+        let shards = crate::trainer::data_parallel::shard_rows(
+            canvas.batch(),
+            crate::cpu::compute_threads(),
+        );
         if shards.len() == 1 {
             return self
                 .model
                 .forward(DenoiserInput::Tokens(ids), positions, time, padding);
         }
-        let outputs = std::thread::scope(|scope| {
-            let handles: Vec<_> = shards[1..]
-                .iter()
-                .map(|rows| {
-                    let model = self.model.clone();
-                    let forward = &forward;
-                    scope.spawn(move || forward(&model, rows.clone()))
-                })
-                .collect();
-            let mut outputs = vec![forward(&self.model, shards[0].clone())];
-            for handle in handles {
-                match handle.join() {
-                    Ok(output) => outputs.push(output),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            outputs
-        });
+        let width = canvas.width();
+        let jobs: Vec<_> = shards
+            .into_iter()
+            .map(|rows| (self.model.clone(), rows))
+            .collect();
+        let outputs =
+            crate::cpu::parallel_map(jobs, crate::cpu::compute_threads(), |(model, rows)| {
+                model.forward(
+                    DenoiserInput::Tokens(ids.clone().slice([rows.clone(), 0..width])),
+                    positions.clone().slice([rows.clone(), 0..width]),
+                    time.clone().map(|t| t.slice([rows.clone()])),
+                    padding.clone().map(|p| p.slice([rows, 0..width])),
+                )
+            });
         Tensor::cat(outputs, 0)
     }
 }

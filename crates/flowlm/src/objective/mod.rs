@@ -92,31 +92,27 @@ pub fn token_cross_entropy(
         // Nothing scored: a zero loss that still belongs to the graph.
         return hidden.sum().mul_scalar(0.0);
     }
+    let n = scored.len();
     let index = Tensor::<1, Int>::from_data(
-        TensorData::new(
-            scored.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-            [scored.len()],
-        ),
+        TensorData::new(scored.iter().map(|&i| i as i64).collect(), [n]),
         device,
     );
     let logits = model.output_logits(hidden.select(0, index));
-    let pick = |values: Vec<f32>| {
-        Tensor::<2>::from_data(TensorData::new(values, [1, scored.len()]), device)
-    };
-    let targets = Tensor::<2, Int>::from_data(
+    let targets: Vec<i64> = scored
+        .iter()
+        .map(|&i| corrupted.targets[i] as i64)
+        .collect();
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [1, n]), device);
+    let weights = Tensor::<2>::from_data(
         TensorData::new(
-            scored
-                .iter()
-                .map(|&i| corrupted.targets[i] as i64)
-                .collect::<Vec<_>>(),
-            [1, scored.len()],
+            scored.iter().map(|&i| corrupted.weights[i]).collect(),
+            [1, n],
         ),
         device,
     );
-    let weights = pick(scored.iter().map(|&i| corrupted.weights[i]).collect());
     let vocab = logits.dims()[1];
     weighted_cross_entropy(
-        logits.reshape([1, scored.len(), vocab]),
+        logits.reshape([1, n, vocab]),
         targets,
         weights,
         corrupted.normalizer,

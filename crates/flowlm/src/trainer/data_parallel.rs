@@ -11,11 +11,13 @@
 //! What a step computes depends on the shard count only, never on how many threads ran them: the
 //! shards, their random streams and the order of the gradient sum are fixed.
 
-use crate::corruption::CleanBatch;
+use crate::corruption::{CleanBatch, Corruption};
+use crate::cpu::{compute_threads, parallel_map};
 use crate::model::DiffusionTransformer;
+use crate::random::StdRng;
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 /// Splits a batch into at most `shards` row ranges of near-equal size (never an empty one).
 pub fn shard_rows(batch: usize, shards: usize) -> Vec<std::ops::Range<usize>> {
@@ -49,47 +51,52 @@ pub fn sharded_gradients<F>(
 where
     F: Fn(&DiffusionTransformer, usize) -> Tensor<1> + Sync,
 {
-    let run_shard = |replica: DiffusionTransformer, shard: usize| {
+    let device = model.devices().into_iter().next();
+    let replicas: Vec<(usize, DiffusionTransformer)> = (0..shards)
+        .map(|shard| match &device {
+            Some(device) => (shard, model.clone().fork(device)),
+            None => (shard, model.clone()),
+        })
+        .collect();
+    let results = parallel_map(replicas, threads, |(shard, replica)| {
         let value = loss(&replica, shard);
         let scalar = value.clone().into_scalar::<f32>() as f64;
-        let gradients = GradientsParams::from_grads(value.backward(), &replica);
-        (gradients, scalar)
-    };
-    let device = model.devices().into_iter().next();
-    let replica = || match &device {
-        Some(device) => model.clone().fork(device),
-        None => model.clone(),
-    };
-    let threads = threads.clamp(1, shards.max(1));
-    let mut results: Vec<Option<(GradientsParams, f64)>> = (0..shards).map(|_| None).collect();
-    for wave in (0..shards).collect::<Vec<_>>().chunks(threads) {
-        let outputs: Vec<(usize, (GradientsParams, f64))> = std::thread::scope(|scope| {
-            let handles: Vec<_> = wave[1..]
-                .iter()
-                .map(|&shard| {
-                    let replica = replica();
-                    let run_shard = &run_shard;
-                    scope.spawn(move || (shard, run_shard(replica, shard)))
-                })
-                .collect();
-            let mut outputs = vec![(wave[0], run_shard(replica(), wave[0]))];
-            for handle in handles {
-                match handle.join() {
-                    Ok(output) => outputs.push(output),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            outputs
-        });
-        for (shard, output) in outputs {
-            results[shard] = Some(output);
-        }
-    }
+        (
+            GradientsParams::from_grads(value.backward(), &replica),
+            scalar,
+        )
+    });
     let mut accumulator = GradientsAccumulator::<DiffusionTransformer>::new();
     let mut total = 0.0;
-    for (gradients, value) in results.into_iter().flatten() {
+    for (gradients, value) in results {
         accumulator.accumulate(model, gradients);
         total += value;
     }
     (accumulator.grads(), total)
+}
+
+/// Gradients and loss of `corruption`'s loss on one clean batch, split into up to `shards`
+/// row shards run on this process's cores. Each shard's loss is weighted by its share of the
+/// rows times `scale` (1 / gradient accumulation in the trainer); `rng(shard)` is the shard's
+/// corruption stream.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_gradients(
+    model: &DiffusionTransformer,
+    corruption: &dyn Corruption,
+    clean: &CleanBatch,
+    training_step: usize,
+    shards: usize,
+    scale: f64,
+    rng: impl Fn(usize) -> StdRng + Sync,
+    device: &Device,
+) -> (GradientsParams, f64) {
+    let ranges = shard_rows(clean.batch, shards);
+    sharded_gradients(model, ranges.len(), compute_threads(), |replica, shard| {
+        let rows = rows_of(clean, ranges[shard].clone());
+        let share = scale * rows.batch as f64 / clean.batch as f64;
+        let mut shard_rng = rng(shard);
+        corruption
+            .loss(replica, &rows, training_step, &mut shard_rng, device)
+            .mul_scalar(share)
+    })
 }

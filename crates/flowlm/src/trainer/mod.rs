@@ -502,7 +502,6 @@ pub fn train(
         let mut accumulator = GradientsAccumulator::<DiffusionTransformer>::new();
         let mut loss_sum = 0.0f64;
         let mut step_tokens = 0u64;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         for micro in 0..t.gradient_accumulation {
             let micro_index = step * t.gradient_accumulation + micro;
             let indices = order.indices(micro_index * t.batch_size, t.batch_size);
@@ -513,28 +512,20 @@ pub fn train(
                 &mut rng_for(t.seed, LENGTH_STREAM + micro_index as u64),
             );
             step_tokens += (clean.batch * clean.length) as u64;
-            let shards = data_parallel::shard_rows(clean.batch, t.data_parallel_shards);
-            let (gradients, loss) = data_parallel::sharded_gradients(
+            // One corruption stream per (micro-batch, shard); a single shard keeps the stream
+            // of the whole micro-batch.
+            let (gradients, loss) = data_parallel::batch_gradients(
                 &model,
-                shards.len(),
-                threads,
-                |replica, shard| {
-                    let rows = data_parallel::rows_of(&clean, shards[shard].clone());
-                    // One stream per (micro-batch, shard); a single shard keeps the stream of
-                    // the whole micro-batch.
+                corruption.as_ref(),
+                &clean,
+                step,
+                t.data_parallel_shards,
+                1.0 / t.gradient_accumulation as f64,
+                |shard| {
                     let stream = micro_index * t.data_parallel_shards + shard;
-                    let mut rng = rng_for(t.seed, CORRUPTION_STREAM + stream as u64);
-                    let share = rows.batch as f64 / (clean.batch * t.gradient_accumulation) as f64;
-                    batch_loss(
-                        replica,
-                        corruption.as_ref(),
-                        &rows,
-                        step,
-                        &mut rng,
-                        &train_device,
-                    )
-                    .mul_scalar(share)
+                    rng_for(t.seed, CORRUPTION_STREAM + stream as u64)
                 },
+                &train_device,
             );
             loss_sum += loss;
             accumulator.accumulate(&model, gradients);
