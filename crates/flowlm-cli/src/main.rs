@@ -37,6 +37,8 @@ enum Command {
     TrainPolicy(commands::train_policy::TrainPolicyArgs),
     /// x-prediction alignment of a masked model for flow decoding (writes a copy of the model)
     Align(commands::align::AlignArgs),
+    /// Copy a model directory with its weights in another precision (f16 halves the size)
+    Export(commands::export::ExportArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc.h, v3).
@@ -56,6 +58,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
+        Command::Export(args) => commands::export::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Bench(args) => commands::bench::run(args),

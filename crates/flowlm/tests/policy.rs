@@ -2,10 +2,13 @@
 //! the exact expected action, hand-written gradients, GRPO updates, features and persistence.
 
 use flowlm::policy::{
-    Adam, AdamConfig, Beta, Decision, FEATURE_COUNT, GrpoConfig, PolicyConfig, StepFeatures,
-    StepPolicy, clipped_surrogate, digamma, group_advantages, grpo_step, ln_gamma,
-    normalized_top4_entropy, step_features, step_features_from_row, top4, trajectory_reward,
+    Adam, AdamConfig, Beta, Decision, FEATURE_COUNT, GrpoConfig, GrpoStats, PolicyConfig,
+    StepFeatures, StepPolicy, clipped_surrogate, digamma, group_advantages, group_token_advantages,
+    grpo_gradients, grpo_update, ln_gamma, normalized_top4_entropy, step_features,
+    step_features_from_row, token_rewards, top4,
 };
+use flowlm::sampler::{FlowDecision, FlowTrace};
+use flowlm::trainer::step_policy::grpo_decisions;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -327,12 +330,125 @@ fn group_advantages_are_standardized_within_the_group() {
     assert!(advantages[3] > advantages[0] && advantages[0] > advantages[1]);
     assert_eq!(group_advantages(&[0.7; 8]), vec![0.0; 8]);
     assert!(group_advantages(&[]).is_empty());
-    assert_close(
-        trajectory_reward(1.0, &[1.0, 0.5, 0.0, 0.5], 0.2),
-        1.1,
-        1e-12,
-        "trajectory reward",
+}
+
+/// ALGORITHMS.md: per-token reward = task reward + lambda * t_i, each token's decisions get
+/// their own advantage. A trajectory-level reward (task + lambda * mean t) gives both
+/// trajectories below the same reward and so no signal at all.
+#[test]
+fn rewards_and_advantages_are_per_token() {
+    let first = token_rewards(1.0, &[1.0, 0.0], 0.2);
+    let second = token_rewards(1.0, &[0.0, 1.0], 0.2);
+    assert_eq!(first, vec![1.2, 1.0]);
+    assert_eq!(second, vec![1.0, 1.2]);
+    let advantages = group_token_advantages(&[first, second]);
+    assert!(
+        advantages[0][0] > 0.9 && advantages[0][1] < -0.9,
+        "{advantages:?}"
     );
+    assert!(
+        advantages[1][0] < -0.9 && advantages[1][1] > 0.9,
+        "{advantages:?}"
+    );
+}
+
+/// The trainer hands each decision its own token's advantage and the log-prob recorded when the
+/// action was drawn, not one recomputed from the policy being trained.
+#[test]
+fn decisions_keep_their_sampling_log_prob_and_token_advantage() {
+    let policy = StepPolicy::new(PolicyConfig::default(), 9).unwrap();
+    let mut rng = StdRng::seed_from_u64(5);
+    let decision = |row, slot, rng: &mut StdRng| FlowDecision {
+        row,
+        slot,
+        features: random_features(rng),
+        unit_action: 0.3,
+        log_prob: -0.25 - slot as f64,
+    };
+    let trace = FlowTrace {
+        decisions: vec![decision(0, 1, &mut rng), decision(1, 0, &mut rng)],
+        final_progress: vec![vec![0.0, 1.0], vec![1.0, 0.0]],
+    };
+    let rewards = vec![vec![0.0, 1.0], vec![1.0, 0.0]];
+    let decisions = grpo_decisions(&trace, &rewards, 2, &policy);
+    assert_eq!(decisions[0].old_log_prob, -1.25);
+    assert_eq!(decisions[1].old_log_prob, -0.25);
+    assert!(decisions[0].advantage > 0.9, "row 0 slot 1 was rewarded");
+    assert!(decisions[1].advantage > 0.9, "row 1 slot 0 was rewarded");
+    assert_ne!(
+        decisions[0].old_log_prob,
+        policy.log_prob(&decisions[0].features, 0.3)
+    );
+}
+
+/// The objective is a sum over decisions: the same decisions twice give twice the gradient
+/// (a mean would give the same gradient).
+#[test]
+fn grpo_objective_sums_over_decisions() {
+    let policy = StepPolicy::new(PolicyConfig::default(), 9).unwrap();
+    let decisions: Vec<Decision> = (0..3)
+        .map(|seed| decision_at_current_policy(&policy, 1.0 - seed as f64, 40 + seed))
+        .collect();
+    let doubled: Vec<Decision> = decisions.iter().chain(&decisions).cloned().collect();
+    let config = GrpoConfig::default();
+    let (once, stats_once) = grpo_gradients(&policy, &decisions, &config);
+    let (twice, stats_twice) = grpo_gradients(&policy, &doubled, &config);
+    for (a, b) in once.iter().zip(&twice) {
+        assert_close(*b, 2.0 * a, 1e-12, "doubled gradient");
+    }
+    assert_close(
+        stats_twice.surrogate,
+        2.0 * stats_once.surrogate,
+        1e-12,
+        "summed surrogate",
+    );
+}
+
+/// Several epochs against the frozen sampling policy: after the first Adam step the ratio moves
+/// away from 1, and with a large step the clip acts. With pi_old recomputed from the current
+/// policy (or one epoch per batch) the clipped fraction would stay 0.
+#[test]
+fn grpo_epochs_reuse_the_frozen_old_policy_so_the_clip_acts() {
+    let mut policy = StepPolicy::new(PolicyConfig::default(), 9).unwrap();
+    let decisions: Vec<Decision> = (0..16)
+        .map(|seed| decision_at_current_policy(&policy, 1.0, 60 + seed))
+        .collect();
+    let mut optimizer = Adam::new(
+        AdamConfig {
+            learning_rate: 0.05,
+            ..Default::default()
+        },
+        policy.parameter_count(),
+    );
+    let config = GrpoConfig {
+        epochs: 4,
+        ..Default::default()
+    };
+    let epochs: Vec<GrpoStats> = grpo_update(&mut policy, &decisions, &config, &mut optimizer);
+    assert_eq!(epochs.len(), 4);
+    assert_eq!(
+        epochs[0].clipped_fraction, 0.0,
+        "ratio 1 in the first epoch"
+    );
+    assert_close(epochs[0].surrogate, 16.0, 1e-12, "sum of r A at r = 1");
+    assert!(
+        epochs.iter().skip(1).any(|e| e.clipped_fraction > 0.0),
+        "the clip never acted: {epochs:?}"
+    );
+    assert!(
+        (epochs[1].surrogate - epochs[0].surrogate).abs() > 1e-6,
+        "the second epoch still saw r = 1"
+    );
+    assert_eq!(optimizer.steps(), 4);
+}
+
+/// One GRPO epoch with the default clip and KL weight.
+fn one_epoch(policy: &mut StepPolicy, decisions: &[Decision], optimizer: &mut Adam) -> GrpoStats {
+    let config = GrpoConfig {
+        epochs: 1,
+        ..Default::default()
+    };
+    grpo_update(policy, decisions, &config, optimizer)[0]
 }
 
 fn decision_at_current_policy(policy: &StepPolicy, advantage: f64, seed: u64) -> Decision {
@@ -349,18 +465,13 @@ fn decision_at_current_policy(policy: &StepPolicy, advantage: f64, seed: u64) ->
 }
 
 #[test]
-fn grpo_step_moves_log_prob_with_the_sign_of_the_advantage() {
+fn grpo_epoch_moves_log_prob_with_the_sign_of_the_advantage() {
     for (advantage, should_increase) in [(1.0, true), (-1.0, false)] {
         let mut policy = StepPolicy::new(PolicyConfig::default(), 9).unwrap();
         let mut optimizer = Adam::new(AdamConfig::default(), policy.parameter_count());
         let decision = decision_at_current_policy(&policy, advantage, 21);
         let before = policy.log_prob(&decision.features, decision.y);
-        let stats = grpo_step(
-            &mut policy,
-            std::slice::from_ref(&decision),
-            &GrpoConfig::default(),
-            &mut optimizer,
-        );
+        let stats = one_epoch(&mut policy, std::slice::from_ref(&decision), &mut optimizer);
         let after = policy.log_prob(&decision.features, decision.y);
         assert_eq!(stats.clipped_fraction, 0.0);
         assert_close(stats.objective, advantage, 1e-12, "objective at ratio 1");
@@ -395,12 +506,7 @@ fn clipped_branch_has_zero_gradient() {
     let mut decision = decision_at_current_policy(&policy, 1.0, 21);
     decision.old_log_prob -= 1.5f64.ln();
     let before = policy.parameters().to_vec();
-    let stats = grpo_step(
-        &mut policy,
-        &[decision],
-        &GrpoConfig::default(),
-        &mut optimizer,
-    );
+    let stats = one_epoch(&mut policy, &[decision], &mut optimizer);
     assert_eq!(stats.clipped_fraction, 1.0);
     assert_eq!(stats.gradient_norm, 0.0);
     assert_eq!(policy.parameters(), before.as_slice());
@@ -414,12 +520,7 @@ fn kl_penalty_pulls_log_prob_towards_the_reference() {
     // The reference gives this draw a lower log-prob, so only the KL term pushes, downward.
     decision.reference_log_prob = Some(decision.old_log_prob - 1.0);
     let before = policy.log_prob(&decision.features, decision.y);
-    let stats = grpo_step(
-        &mut policy,
-        std::slice::from_ref(&decision),
-        &GrpoConfig::default(),
-        &mut optimizer,
-    );
+    let stats = one_epoch(&mut policy, std::slice::from_ref(&decision), &mut optimizer);
     let after = policy.log_prob(&decision.features, decision.y);
     assert_close(stats.kl, (-1f64).exp(), 1e-12, "k3 estimate e^-1 + 1 - 1");
     assert_close(stats.objective, -0.04 * stats.kl, 1e-12, "objective");

@@ -6,7 +6,7 @@ use flowlm::eval::budget::{
     BudgetCell, answer_tokens, budget_sampler, csv, markdown_table, steps_for_budget, task_accuracy,
 };
 use flowlm::model::SavedModel;
-use flowlm::tasks::{Example, TaskParameters, task_by_name};
+use flowlm::tasks::{Example, task_for_data};
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 
@@ -73,7 +73,7 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
     let device = super::device(&args.device)?;
     let saved = SavedModel::load(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let task = task_by_name(&args.task, &TaskParameters::default())?;
+    let task = task_for_data(&args.task, &args.data)?;
     let examples = read_examples(&args.data, args.examples)?;
     let answer_length = answer_tokens(&saved, &examples)?;
     if let Some(bad) = args.budgets.iter().find(|b| !(**b > 0.0 && **b <= 1.0)) {

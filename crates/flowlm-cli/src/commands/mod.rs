@@ -4,6 +4,7 @@ pub mod data;
 pub mod eval;
 pub mod eval_budget;
 pub mod eval_correction;
+pub mod export;
 pub mod generate;
 pub mod tokenizer;
 pub mod train;

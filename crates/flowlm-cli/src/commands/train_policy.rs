@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use flowlm::model::SavedModel;
-use flowlm::tasks::{TaskParameters, task_by_name};
+use flowlm::tasks::task_for_data;
 use flowlm::trainer::step_policy::{PolicyTrainingOptions, train_policy};
 use std::path::PathBuf;
 
@@ -38,6 +38,9 @@ pub struct TrainPolicyArgs {
     progress_weight: f64,
     #[arg(long, default_value_t = 3e-3)]
     learning_rate: f64,
+    /// GRPO optimisation epochs over each batch of trajectories (the clip acts from the second)
+    #[arg(long, default_value_t = 4)]
+    epochs: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value = "cpu")]
@@ -48,7 +51,7 @@ pub fn run(args: TrainPolicyArgs) -> anyhow::Result<()> {
     let device = super::device(&args.device)?;
     let saved = SavedModel::load(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let task = task_by_name(&args.task, &TaskParameters::default())?;
+    let task = task_for_data(&args.task, &args.data)?;
     let examples = super::eval_budget::read_examples(&args.data, args.examples)?;
     let options = PolicyTrainingOptions {
         iterations: args.iterations,
@@ -57,6 +60,10 @@ pub fn run(args: TrainPolicyArgs) -> anyhow::Result<()> {
         budget: args.budget,
         progress_weight: args.progress_weight,
         learning_rate: args.learning_rate,
+        grpo: flowlm::policy::GrpoConfig {
+            epochs: args.epochs,
+            ..Default::default()
+        },
         seed: args.seed,
     };
     eprintln!(

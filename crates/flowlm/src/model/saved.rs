@@ -8,8 +8,8 @@ use crate::corruption::CorruptionConfig;
 use crate::error::{FlowError, Result};
 use crate::tokenizer::Tokenizer;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
-use burn::store::{ModuleSnapshot, SafetensorsStore};
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::store::{FloatCastAdapter, ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -106,6 +106,25 @@ impl SavedModel {
         save_weights(model, &dir.join(WEIGHTS_FILE))
     }
 
+    /// Writes this model as a new directory `out`, weights in `precision` (`flowlm export`).
+    /// An existing `out` is refused: exporting never replaces a model.
+    pub fn export(&self, out: &Path, precision: WeightPrecision) -> Result<()> {
+        if out.exists() {
+            return Err(FlowError::argument(
+                "--out",
+                format!(
+                    "{} already exists; choose a new directory (nothing was written)",
+                    out.display()
+                ),
+            ));
+        }
+        std::fs::create_dir_all(out).map_err(|e| FlowError::io(out, e))?;
+        crate::io::write_json(&out.join(CONFIG_FILE), &self.config)?;
+        crate::io::write_json(&out.join(METADATA_FILE), &self.metadata)?;
+        self.tokenizer.save(&out.join(TOKENIZER_FILE))?;
+        save_weights_as(&self.model, &out.join(WEIGHTS_FILE), precision)
+    }
+
     pub fn denoiser(&self, device: &Device) -> ModelDenoiser {
         ModelDenoiser {
             model: self.model.clone(),
@@ -115,17 +134,60 @@ impl SavedModel {
 }
 
 pub fn save_weights(model: &DiffusionTransformer, path: &Path) -> Result<()> {
+    save_weights_as(model, path, WeightPrecision::F32)
+}
+
+/// How float weights are stored on disk. Training always keeps f32; a half-precision copy halves
+/// a bundled model's size and loads back into f32 (see [`load_weights`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightPrecision {
+    F32,
+    F16,
+    BF16,
+}
+
+impl WeightPrecision {
+    pub const NAMES: [&'static str; 3] = ["f32", "f16", "bf16"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "f32" => Some(Self::F32),
+            "f16" => Some(Self::F16),
+            "bf16" => Some(Self::BF16),
+            _ => None,
+        }
+    }
+
+    fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::BF16 => DType::BF16,
+        }
+    }
+}
+
+/// Writes `model`'s weights to `path` atomically, float tensors cast to `precision`.
+pub fn save_weights_as(
+    model: &DiffusionTransformer,
+    path: &Path,
+    precision: WeightPrecision,
+) -> Result<()> {
     let temporary = crate::io::temporary_sibling(path);
-    let mut store = SafetensorsStore::from_file(temporary.clone());
+    let mut store = SafetensorsStore::from_file(temporary.clone())
+        .with_to_adapter(FloatCastAdapter::to(precision.dtype()));
     model
         .save_into(&mut store)
         .map_err(|e| FlowError::Checkpoint(format!("{}: {e}", path.display())))?;
     std::fs::rename(&temporary, path).map_err(|e| FlowError::io(path, e))
 }
 
-/// Loads weights into `model`; any missing, unused or mis-shaped tensor is an error.
+/// Loads weights into `model`; any missing, unused or mis-shaped tensor is an error. Float
+/// tensors of any precision (f32, f16, bf16) are cast to f32, the precision every backend
+/// computes this model in: burn would otherwise keep the file's dtype in the parameters.
 pub fn load_weights(mut model: DiffusionTransformer, path: &Path) -> Result<DiffusionTransformer> {
-    let mut store = SafetensorsStore::from_file(path.to_path_buf());
+    let mut store = SafetensorsStore::from_file(path.to_path_buf())
+        .with_from_adapter(FloatCastAdapter::to(DType::F32));
     let mismatch = |message: String| FlowError::Model {
         path: path.to_path_buf(),
         message: format!("the weights do not match config.json: {message}"),

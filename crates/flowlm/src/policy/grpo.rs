@@ -1,12 +1,14 @@
-//! Group-relative policy optimisation (GRPO) for the step policy.
+//! Group-relative policy optimisation (GRPO) for the step policy (ALGORITHMS.md, "GRPO").
 //!
-//! The caller samples G trajectories per prompt with the current policy and scores each with
-//! one scalar reward R_g = task reward + λ · mean_i t_i (final progress; see
-//! [`trajectory_reward`]). Advantages are standardised within the group,
-//! A_g = (R_g − mean R) / (std R + 1e-6), and every decision (one sampled y for one token at
-//! one step) of trajectory g gets A_g. The update maximises the mean over decisions of the
-//! PPO clipped surrogate min(r A, clip(r, 1 − ε, 1 + ε) A), r = exp(log π_new − log π_old),
-//! minus β times the k3 estimate of KL(π_new ‖ π_ref) when a reference log-prob is given.
+//! The caller samples G trajectories per prompt with the current policy, recording each
+//! decision's log-prob at sampling time: that policy is then the frozen old policy. Rewards are
+//! per token, R_{g,i} = task reward of trajectory g + λ · t_i (token i's final progress; see
+//! [`token_rewards`]), so each token's decisions get their own advantage, standardised within
+//! the group at that token: A_{g,i} = (R_{g,i} − mean_g R_{·,i}) / (std_g R_{·,i} + 1e-6).
+//! [`grpo_update`] then runs several epochs over the same decisions, each maximising the *sum*
+//! over decisions of the PPO clipped surrogate min(r A, clip(r, 1 − ε, 1 + ε) A),
+//! r = exp(log π_new − log π_old), minus β times the k3 estimate of KL(π_new ‖ π_ref). From the
+//! second epoch on r ≠ 1, which is what lets the clip act.
 //! This module knows nothing about diffusion models: it only sees features, draws and rewards.
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +20,7 @@ use super::network::StepPolicy;
 /// Added to the group's standard deviation so near-constant groups do not explode.
 pub const ADVANTAGE_EPSILON: f64 = 1e-6;
 
-/// Clip range and KL weight of the GRPO objective.
+/// Clip range, KL weight and optimisation epochs of the GRPO objective.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GrpoConfig {
@@ -26,6 +28,8 @@ pub struct GrpoConfig {
     pub clip: f64,
     /// β, the weight of the KL penalty towards the reference policy.
     pub kl_beta: f64,
+    /// Optimisation epochs over one batch of trajectories (each one Adam step).
+    pub epochs: usize,
 }
 
 impl Default for GrpoConfig {
@@ -33,6 +37,7 @@ impl Default for GrpoConfig {
         GrpoConfig {
             clip: 0.2,
             kl_beta: 0.04,
+            epochs: 4,
         }
     }
 }
@@ -43,20 +48,22 @@ pub struct Decision {
     pub features: StepFeatures,
     /// The unit action y that was drawn.
     pub y: f64,
-    /// log π_old(y | features) under the policy that generated the trajectory.
+    /// log π_old(y | features) under the policy that generated the trajectory, recorded when
+    /// it was drawn (never recomputed from the policy being updated).
     pub old_log_prob: f64,
     /// log π_ref(y | features) under the frozen reference policy, if a KL penalty is wanted.
     pub reference_log_prob: Option<f64>,
-    /// The trajectory's group-relative advantage.
+    /// The group-relative advantage of this decision's token in its trajectory.
     pub advantage: f64,
 }
 
-/// What one GRPO update saw (all values are means over decisions, before the update).
+/// What one GRPO epoch saw, before its Adam step (objective and surrogate are sums over
+/// decisions, as optimised; clipped fraction and KL are means).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct GrpoStats {
-    /// Mean surrogate minus kl_beta · kl: the quantity being maximised.
+    /// Summed surrogate minus kl_beta · summed KL: the quantity being maximised.
     pub objective: f64,
-    /// Mean clipped surrogate alone.
+    /// Summed clipped surrogate alone.
     pub surrogate: f64,
     /// Fraction of decisions where the min picked the clipped branch (their gradient is zero).
     pub clipped_fraction: f64,
@@ -66,13 +73,13 @@ pub struct GrpoStats {
     pub gradient_norm: f64,
 }
 
-/// The scalar reward of one trajectory: task reward plus λ times the mean final progress.
-pub fn trajectory_reward(task_reward: f64, final_progress: &[f64], progress_weight: f64) -> f64 {
-    if final_progress.is_empty() {
-        return task_reward;
-    }
-    let mean_progress = final_progress.iter().sum::<f64>() / final_progress.len() as f64;
-    task_reward + progress_weight * mean_progress
+/// Per-token rewards of one trajectory: the task reward plus λ times each token's final
+/// progress t_i (pushes every token to finish).
+pub fn token_rewards(task_reward: f64, final_progress: &[f64], progress_weight: f64) -> Vec<f64> {
+    final_progress
+        .iter()
+        .map(|t| task_reward + progress_weight * t)
+        .collect()
 }
 
 /// (R − mean R) / (std R + 1e-6) with the population std; all zeros when every reward is equal.
@@ -94,6 +101,24 @@ pub fn group_advantages(rewards: &[f64]) -> Vec<f64> {
         .iter()
         .map(|r| (r - mean) / (std + ADVANTAGE_EPSILON))
         .collect()
+}
+
+/// Per-token advantages of one group: `rewards[g][i]` is token i's reward in trajectory g; each
+/// token is standardised across the group's trajectories ([`group_advantages`] per column).
+pub fn group_token_advantages(rewards: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let tokens = rewards.first().map_or(0, Vec::len);
+    assert!(
+        rewards.iter().all(|row| row.len() == tokens),
+        "every trajectory of a group has the same tokens"
+    );
+    let mut advantages = vec![vec![0.0; tokens]; rewards.len()];
+    for token in 0..tokens {
+        let column: Vec<f64> = rewards.iter().map(|row| row[token]).collect();
+        for (row, advantage) in group_advantages(&column).into_iter().enumerate() {
+            advantages[row][token] = advantage;
+        }
+    }
+    advantages
 }
 
 /// One decision's clipped surrogate term.
@@ -136,20 +161,15 @@ pub fn k3_kl(reference_log_prob: f64, log_prob: f64) -> (f64, f64) {
     (ratio - delta - 1.0, 1.0 - ratio)
 }
 
-/// One GRPO update: the gradient of the mean objective over `decisions`, then one Adam ascent
-/// step on `policy`. An empty batch changes nothing.
-pub fn grpo_step(
-    policy: &mut StepPolicy,
+/// The gradient of the summed objective over `decisions` (negated, for Adam, which minimises)
+/// and what this epoch saw.
+pub fn grpo_gradients(
+    policy: &StepPolicy,
     decisions: &[Decision],
     config: &GrpoConfig,
-    optimizer: &mut Adam,
-) -> GrpoStats {
-    if decisions.is_empty() {
-        return GrpoStats::default();
-    }
-    let weight = 1.0 / decisions.len() as f64;
+) -> (Vec<f64>, GrpoStats) {
     let mut gradients = policy.zero_gradients();
-    let mut surrogate_sum = 0.0;
+    let mut surrogate = 0.0;
     let mut kl_sum = 0.0;
     let mut clipped_count = 0usize;
     for decision in decisions {
@@ -160,7 +180,7 @@ pub fn grpo_step(
             decision.advantage,
             config.clip,
         );
-        surrogate_sum += term.value;
+        surrogate += term.value;
         clipped_count += usize::from(term.clipped);
         let mut d_objective_d_log_prob = term.gradient_wrt_log_prob;
         if let Some(reference) = decision.reference_log_prob {
@@ -168,24 +188,38 @@ pub fn grpo_step(
             kl_sum += kl;
             d_objective_d_log_prob -= config.kl_beta * d_kl;
         }
-        // Adam minimises, so accumulate the gradient of the negated objective.
         if d_objective_d_log_prob != 0.0 {
-            policy.backward(
-                &pass,
-                decision.y,
-                -weight * d_objective_d_log_prob,
-                &mut gradients,
-            );
+            policy.backward(&pass, decision.y, -d_objective_d_log_prob, &mut gradients);
         }
     }
-    let gradient_norm = optimizer.step(policy.parameters_mut(), &gradients.values);
-    let surrogate = surrogate_sum * weight;
-    let kl = kl_sum * weight;
-    GrpoStats {
-        objective: surrogate - config.kl_beta * kl,
+    let count = decisions.len().max(1) as f64;
+    let stats = GrpoStats {
+        objective: surrogate - config.kl_beta * kl_sum,
         surrogate,
-        clipped_fraction: clipped_count as f64 * weight,
-        kl,
-        gradient_norm,
+        clipped_fraction: clipped_count as f64 / count,
+        kl: kl_sum / count,
+        gradient_norm: 0.0,
+    };
+    (gradients.values, stats)
+}
+
+/// One GRPO update: `config.epochs` Adam ascent steps on the summed objective over the same
+/// `decisions`, whose `old_log_prob`s stay those of the policy that sampled them. Returns each
+/// epoch's statistics; an empty batch changes nothing.
+pub fn grpo_update(
+    policy: &mut StepPolicy,
+    decisions: &[Decision],
+    config: &GrpoConfig,
+    optimizer: &mut Adam,
+) -> Vec<GrpoStats> {
+    if decisions.is_empty() {
+        return Vec::new();
     }
+    (0..config.epochs)
+        .map(|_| {
+            let (gradients, mut stats) = grpo_gradients(policy, decisions, config);
+            stats.gradient_norm = optimizer.step(policy.parameters_mut(), &gradients);
+            stats
+        })
+        .collect()
 }

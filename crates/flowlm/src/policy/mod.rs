@@ -15,8 +15,9 @@
 //! * [`beta`] holds the Beta distribution, its sampler (Marsaglia–Tsang Gamma draws) and the
 //!   special functions (ln Γ, ψ, 1F1).
 //! * [`adam`] is a flat-vector Adam with global-norm clipping.
-//! * [`grpo`] computes group-relative advantages and performs clipped-surrogate updates with an
-//!   optional k3 KL penalty towards a reference policy.
+//! * [`grpo`] computes per-token group-relative advantages and runs several epochs of
+//!   clipped-surrogate updates against the frozen sampling policy, with an optional k3 KL
+//!   penalty towards a reference policy.
 //!
 //! Forward and backward passes are written by hand in `f64`: the network has about 1.4k
 //! parameters, so this is faster on CPU than a tensor library and keeps gradients exact.
@@ -38,7 +39,7 @@ pub use features::{
     top4, top4_of,
 };
 pub use grpo::{
-    Decision, GrpoConfig, GrpoStats, SurrogateTerm, clipped_surrogate, group_advantages, grpo_step,
-    k3_kl, trajectory_reward,
+    Decision, GrpoConfig, GrpoStats, SurrogateTerm, clipped_surrogate, group_advantages,
+    group_token_advantages, grpo_gradients, grpo_update, k3_kl, token_rewards,
 };
 pub use network::{ForwardPass, Gradients, PolicyConfig, StepPolicy};

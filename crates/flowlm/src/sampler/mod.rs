@@ -20,7 +20,7 @@ pub use llada::{LladaSampler, Remasking, commit_schedule as llada_commit_schedul
 pub use registry::{SAMPLER_NAMES, SamplerSettings, build_sampler};
 pub use remask::{RemaskOrder, RemaskSampler};
 pub use sampling::{filtered_distribution, gumbel_argmax, sample_filtered};
-pub use xflow::{FlowTrace, StepPolicyChoice, XFlowSampler};
+pub use xflow::{FlowDecision, FlowTrace, StepPolicyChoice, XFlowSampler};
 
 use crate::canvas::Canvas;
 use crate::error::Result;

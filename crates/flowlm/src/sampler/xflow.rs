@@ -71,9 +71,14 @@ pub enum StepPolicyChoice {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowDecision {
     pub row: usize,
+    /// The response slot (token) the decision moved.
+    pub slot: usize,
     pub features: StepFeatures,
     /// The unit action y in [0, 1].
     pub unit_action: f64,
+    /// log π(y | features) under the policy that drew y (GRPO's frozen old policy); NaN when
+    /// the action was not sampled.
+    pub log_prob: f64,
 }
 
 /// What a run did, for policy training.
@@ -186,22 +191,27 @@ impl XFlowSampler {
                         continue;
                     }
                     let features = step_features(top4_of(&probabilities), *t, step, self.steps);
-                    let (unit, action) = match &self.policy {
-                        StepPolicyChoice::Heuristic => (c, action_from_unit(c)),
+                    let (unit, action, log_prob) = match &self.policy {
+                        StepPolicyChoice::Heuristic => (c, action_from_unit(c), f64::NAN),
                         StepPolicyChoice::Learned {
                             policy,
                             sample: false,
-                        } => (f64::NAN, policy.expected_action(&features)),
+                        } => (f64::NAN, policy.expected_action(&features), f64::NAN),
                         StepPolicyChoice::Learned {
                             policy,
                             sample: true,
-                        } => policy.sample_action(&features, rng),
+                        } => {
+                            let (unit, action) = policy.sample_action(&features, rng);
+                            (unit, action, policy.log_prob(&features, unit))
+                        }
                     };
                     if let Some(trace) = trace.as_deref_mut() {
                         trace.decisions.push(FlowDecision {
                             row,
+                            slot,
                             features,
                             unit_action: unit,
+                            log_prob,
                         });
                     }
                     flow_update(state, embedding(token), t, action);

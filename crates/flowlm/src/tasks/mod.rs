@@ -146,6 +146,46 @@ pub fn task_by_name(name: &str, parameters: &TaskParameters) -> Result<Box<dyn T
     TaskKind::from_name(name)?.build(parameters)
 }
 
+/// The manifest a data split carries: `task.json` in the directory of `data_file`.
+pub const MANIFEST_FILE: &str = "task.json";
+
+/// The task `name` as the data in `data_file` was made: the parameters come from the
+/// `task.json` that `flowlm data task` writes beside it, so a split made with, say, 5-digit
+/// addition is scored as 5-digit addition. Without a `task.json` the defaults apply; a manifest
+/// for another task is an error.
+pub fn task_for_data(name: &str, data_file: &Path) -> Result<Box<dyn Task>> {
+    let kind = TaskKind::from_name(name)?;
+    let manifest_path = data_file
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(MANIFEST_FILE);
+    if !manifest_path.is_file() {
+        return kind.build(&TaskParameters::default());
+    }
+    let manifest: SplitManifest = crate::io::read_json(&manifest_path)?;
+    if manifest.task != name {
+        return Err(FlowError::argument(
+            "--task",
+            format!(
+                "`{name}`, but {} says this data is `{}`",
+                manifest_path.display(),
+                manifest.task
+            ),
+        ));
+    }
+    let mut parameters = manifest.parameters;
+    // `size` is part of the task's name (sudoku4 / sudoku9), not a parameter.
+    if let Some(map) = parameters.as_object_mut() {
+        map.remove("size");
+    }
+    let parameters: TaskParameters =
+        serde_json::from_value(parameters).map_err(|e| FlowError::Parse {
+            path: manifest_path.clone(),
+            message: format!("parameters: {e}"),
+        })?;
+    kind.build(&parameters)
+}
+
 /// `response` without trailing whitespace and trailing `<end>` / `<pad>` tokens, which a char
 /// tokenizer's decoder may leave after the answer. Nothing else is forgiven.
 pub fn strip_decoded_tail(response: &str) -> &str {

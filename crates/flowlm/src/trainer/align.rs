@@ -1,7 +1,7 @@
 //! `flowlm align` (seed 003): before decoding a masked diffusion model as a flow in embedding
 //! space, teach it to return the clean state: on self-generated answers X_0, a masked input, and
-//! loss = || softmax(logits) @ W_in - Embed(X_0) ||^2 at every answer position, so an already
-//! clean slot maps to itself. The masked-position CE is measured before and after, as the
+//! loss = || softmax(logits) @ W_in - Embed(X_0) ||^2 at all positions (prompt and answer,
+//! padding aside), so an already clean slot maps to itself. The masked-position CE is measured before and after, as the
 //! alignment must not cost the model its masked predictions.
 
 use crate::canvas::Canvas;
@@ -47,11 +47,12 @@ pub struct AlignFigures {
     pub masked_cross_entropy: f64,
 }
 
-/// A masked batch of prompt + answer rows: (ids, answer positions, masked flags), all [B, W].
+/// A masked batch of prompt + answer rows; per position ([B, W] flattened): the clean token,
+/// whether the loss scores it (every position but left padding) and whether it was masked.
 struct AlignBatch {
     canvas: Canvas,
     clean: Vec<u32>,
-    answer: Vec<bool>,
+    scored: Vec<bool>,
     masked: Vec<bool>,
 }
 
@@ -64,7 +65,7 @@ fn masked_batch(
     let prompts: Vec<Vec<u32>> = answers.iter().map(|a| a.0.clone()).collect();
     let length = answers[0].1.len();
     let mut canvas = Canvas::new(&prompts, length, mask, pad)?;
-    let (mut clean, mut answer, mut masked) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut clean, mut scored, mut masked) = (Vec::new(), Vec::new(), Vec::new());
     for (row, (_, response)) in answers.iter().enumerate() {
         let rate: f64 = rng.random_range(0.05..1.0);
         for column in 0..canvas.width() {
@@ -77,14 +78,14 @@ fn masked_batch(
             let hide = in_answer && rng.random::<f64>() < rate;
             canvas.rows[row][column] = if hide { mask } else { token };
             clean.push(token);
-            answer.push(in_answer);
+            scored.push(column >= canvas.padding[row]);
             masked.push(hide);
         }
     }
     Ok(AlignBatch {
         canvas,
         clean,
-        answer,
+        scored,
         masked,
     })
 }
@@ -113,7 +114,7 @@ fn losses(
         .reshape([rows, width])
         .div_scalar(hidden as f64);
     let weights: Vec<f32> = batch
-        .answer
+        .scored
         .iter()
         .map(|&a| f32::from(u8::from(a)))
         .collect();
@@ -149,7 +150,7 @@ fn figures(
     };
     Ok(AlignFigures {
         mse_masked: mean(&squared, &|i| batch.masked[i]),
-        mse_unmasked: mean(&squared, &|i| batch.answer[i] && !batch.masked[i]),
+        mse_unmasked: mean(&squared, &|i| batch.scored[i] && !batch.masked[i]),
         masked_cross_entropy: mean(&cross_entropy, &|i| batch.masked[i]),
     })
 }

@@ -1,16 +1,17 @@
 //! `flowlm train-policy`: GRPO on the x-flow step policy (seed 003). For each prompt the policy
-//! decodes a group of G trajectories at the target budget; a trajectory's reward is the task score
-//! plus lambda x the mean final progress of its slots (pushes every slot to finish); advantages are
-//! standardised within the group, and one clipped-ratio update (with a KL to the initial policy)
-//! follows each batch. Only prompts the model solves at full budget are used: the policy can
-//! only learn to keep what the model can do.
+//! decodes a group of G trajectories at the target budget; each token's reward is the task score
+//! plus lambda x its own final progress (pushes every token to finish); advantages are
+//! standardised within the group per token, and several clipped-ratio epochs (with a KL to the
+//! initial policy) against the frozen sampling policy follow each batch. Only prompts the model
+//! solves at full budget are used: the policy can only learn to keep what the model can do.
 
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
 use crate::eval::budget::{answer_tokens, steps_for_budget};
 use crate::model::SavedModel;
 use crate::policy::{
-    Adam, AdamConfig, Decision, GrpoConfig, PolicyConfig, StepPolicy, group_advantages, grpo_step,
+    Adam, AdamConfig, Decision, GrpoConfig, PolicyConfig, StepPolicy, group_token_advantages,
+    grpo_update, token_rewards,
 };
 use crate::random::rng_for;
 use crate::sampler::xflow::POLICY_FILE;
@@ -30,6 +31,8 @@ pub struct PolicyTrainingOptions {
     /// Weight of the final-progress term of the reward.
     pub progress_weight: f64,
     pub learning_rate: f64,
+    /// Clip, KL weight and epochs per batch.
+    pub grpo: GrpoConfig,
     pub seed: u64,
 }
 
@@ -42,6 +45,7 @@ impl Default for PolicyTrainingOptions {
             budget: 0.25,
             progress_weight: 0.1,
             learning_rate: 3e-3,
+            grpo: GrpoConfig::default(),
             seed: 0,
         }
     }
@@ -101,6 +105,31 @@ pub fn solvable_examples<'a>(
     Ok(kept)
 }
 
+/// GRPO decisions from a sampled trace: each keeps the log-prob recorded when it was drawn (the
+/// frozen old policy) and gets its token's advantage within its group; `rewards[row][slot]`.
+pub fn grpo_decisions(
+    trace: &FlowTrace,
+    rewards: &[Vec<f64>],
+    group_size: usize,
+    reference: &StepPolicy,
+) -> Vec<Decision> {
+    let advantages: Vec<Vec<f64>> = rewards
+        .chunks(group_size)
+        .flat_map(group_token_advantages)
+        .collect();
+    trace
+        .decisions
+        .iter()
+        .map(|d| Decision {
+            features: d.features,
+            y: d.unit_action,
+            old_log_prob: d.log_prob,
+            reference_log_prob: Some(reference.log_prob(&d.features, d.unit_action)),
+            advantage: advantages[d.row][d.slot],
+        })
+        .collect()
+}
+
 /// Trains the step policy and saves it as `POLICY_FILE` in the model directory.
 pub fn train_policy(
     saved: &SavedModel,
@@ -114,6 +143,12 @@ pub fn train_policy(
         return Err(FlowError::argument(
             "--group-size",
             "GRPO needs at least 2 trajectories per prompt",
+        ));
+    }
+    if options.grpo.epochs == 0 {
+        return Err(FlowError::argument(
+            "--epochs",
+            "GRPO needs at least 1 optimisation epoch per batch",
         ));
     }
     let solvable = solvable_examples(saved, task, examples, device)?;
@@ -164,36 +199,19 @@ pub fn train_policy(
             let answer = saved.tokenizer.decode(canvas.response(row))?;
             let score = task.score(&example.prompt, &answer);
             solved += usize::from(score >= 1.0);
-            let mean_progress = progress.iter().sum::<f64>() / progress.len().max(1) as f64;
-            rewards.push(score + options.progress_weight * mean_progress);
+            rewards.push(token_rewards(score, progress, options.progress_weight));
         }
-        let advantages: Vec<f64> = rewards
-            .chunks(options.group_size)
-            .flat_map(group_advantages)
-            .collect();
-        let decisions: Vec<Decision> = trace
-            .decisions
-            .iter()
-            .map(|d| Decision {
-                features: d.features,
-                y: d.unit_action,
-                old_log_prob: policy.log_prob(&d.features, d.unit_action),
-                reference_log_prob: Some(reference.log_prob(&d.features, d.unit_action)),
-                advantage: advantages[d.row],
-            })
-            .collect();
-        let stats = grpo_step(
-            &mut policy,
-            &decisions,
-            &GrpoConfig::default(),
-            &mut optimizer,
-        );
+        let decisions = grpo_decisions(&trace, &rewards, options.group_size, &reference);
+        let epochs = grpo_update(&mut policy, &decisions, &options.grpo, &mut optimizer);
+        let last = epochs.last().copied().unwrap_or_default();
+        let mean_reward = rewards.iter().flatten().sum::<f64>()
+            / rewards.iter().map(Vec::len).sum::<usize>().max(1) as f64;
         let record = PolicyIteration {
             iteration,
-            mean_reward: rewards.iter().sum::<f64>() / rewards.len().max(1) as f64,
+            mean_reward,
             accuracy: solved as f64 / rewards.len().max(1) as f64,
-            clipped_fraction: stats.clipped_fraction,
-            kl: stats.kl,
+            clipped_fraction: last.clipped_fraction,
+            kl: last.kl,
         };
         log(&record);
         history.push(record);
