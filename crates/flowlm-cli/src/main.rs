@@ -39,6 +39,8 @@ enum Command {
     Align(commands::align::AlignArgs),
     /// Copy a model directory with its weights in another precision (f16 halves the size)
     Export(commands::export::ExportArgs),
+    /// Draw a run's loss curves (training and validation) from its metrics.jsonl
+    Plot(commands::plot::PlotArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc.h, v3).
@@ -59,6 +61,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::Plot(args) => commands::plot::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod io;
 pub mod model;
 pub mod objective;
+pub mod plot;
 pub mod policy;
 pub mod random;
 pub mod recipe;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use flowlm::random::rng_for;
 use flowlm::tasks::{
     Addition, Example, Sorting, Sudoku, Task, TaskKind, TaskParameters, generate_split,
-    task_by_name, write_split,
+    task_by_name, task_for_data, write_split,
 };
 
 fn digits_of(text: &str) -> Vec<u8> {
@@ -396,4 +396,61 @@ fn names_and_parameters_are_validated() {
     assert!(Sorting::new(0, 99).is_err());
     let parameters: TaskParameters = serde_json::from_str(r#"{"digits": 4}"#).unwrap();
     assert_eq!((parameters.digits, parameters.count), (4, 5));
+}
+
+/// `eval budget` and `train-policy` build the task from the data's task.json: 5-digit addition
+/// data is scored as 5-digit addition (with the defaults its answers would all score 0), sudoku
+/// keeps its givens, a manifest for another task is refused, and no manifest means defaults.
+#[test]
+fn tasks_read_their_parameters_from_the_datas_manifest() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("flowlm-tasks-manifest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let addition = dir.join("addition");
+    let five_digits = TaskParameters {
+        digits: 5,
+        ..Default::default()
+    };
+    let made = task_by_name("addition", &five_digits).unwrap();
+    write_split(made.as_ref(), 10, 4, 3, &addition).unwrap();
+    let read = task_for_data("addition", &addition.join("test.jsonl")).unwrap();
+    assert_eq!(read.parameters(), made.parameters());
+    let first: Example = serde_json::from_str(
+        std::fs::read_to_string(addition.join("test.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(read.score(&first.prompt, &first.response), 1.0);
+
+    let sudoku = dir.join("sudoku");
+    let made = task_by_name(
+        "sudoku4",
+        &TaskParameters {
+            givens: Some(8),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    write_split(made.as_ref(), 5, 2, 3, &sudoku).unwrap();
+    let read = task_for_data("sudoku4", &sudoku.join("train.jsonl")).unwrap();
+    assert_eq!(read.parameters(), made.parameters());
+
+    let error = task_for_data("sorting", &addition.join("test.jsonl"))
+        .err()
+        .expect("a manifest for another task is an error");
+    assert!(error.to_string().contains("addition"), "{error}");
+
+    let bare = dir.join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    let read = task_for_data("addition", &bare.join("rows.jsonl")).unwrap();
+    assert_eq!(
+        read.parameters(),
+        task_by_name("addition", &TaskParameters::default())
+            .unwrap()
+            .parameters()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

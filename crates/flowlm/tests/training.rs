@@ -3,6 +3,7 @@ mod common;
 use burn::tensor::Device;
 use flowlm::canvas::Canvas;
 use flowlm::model::SavedModel;
+use flowlm::model::saved::WeightPrecision;
 use flowlm::random::rng_for;
 use flowlm::recipe::Recipe;
 use flowlm::sampler::{GreedySampler, Sampler};
@@ -90,6 +91,43 @@ fn a_tiny_model_memorizes_a_line_and_regenerates_it_greedily() {
         saved.tokenizer.decode(canvas.response(0)).unwrap(),
         " jumps over t"
     );
+
+    // A half-precision export loads back (into f32) and decodes the same answer.
+    let half = dir.join("half");
+    saved.export(&half, WeightPrecision::F16).unwrap();
+    let full_size = std::fs::metadata(outcome.checkpoint.join("model.safetensors"))
+        .unwrap()
+        .len();
+    let half_size = std::fs::metadata(half.join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(
+        half_size * 10 < full_size * 6,
+        "f16 weights take {half_size} bytes, f32 {full_size}"
+    );
+    let reloaded = SavedModel::load(&half, &device).unwrap();
+    let mut canvas = Canvas::new(
+        &[saved.tokenizer.encode("the quick brown fox").unwrap()],
+        13,
+        special.mask,
+        special.pad,
+    )
+    .unwrap();
+    GreedySampler
+        .run(
+            &reloaded.denoiser(&device),
+            &mut canvas,
+            &mut rng_for(0, 0),
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(
+        reloaded.tokenizer.decode(canvas.response(0)).unwrap(),
+        " jumps over t"
+    );
+    // Exporting never replaces a directory.
+    let error = saved.export(&half, WeightPrecision::F16).unwrap_err();
+    assert!(error.to_string().contains("already exists"), "{error}");
 }
 
 #[test]

@@ -3,7 +3,8 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use flowlm::eval::budget::{
-    BudgetCell, answer_tokens, budget_sampler, csv, markdown_table, steps_for_budget, task_accuracy,
+    BudgetCell, answer_tokens, budget_sampler, csv, markdown_table, plot_budget, steps_for_budget,
+    task_accuracy,
 };
 use flowlm::model::SavedModel;
 use flowlm::tasks::{Example, task_for_data};
@@ -143,40 +144,14 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
     let csv_path = out.join(format!("budget-{}.csv", args.task));
     std::fs::write(&csv_path, csv(&cells))
         .with_context(|| format!("writing {}", csv_path.display()))?;
-    let colors = [
-        [31, 119, 180],
-        [255, 127, 14],
-        [44, 160, 44],
-        [214, 39, 40],
-        [148, 103, 189],
-    ];
-    let mut series = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    for cell in &cells {
-        if !names.contains(&cell.sampler.as_str()) {
-            names.push(&cell.sampler);
-        }
-    }
-    for (i, name) in names.iter().enumerate() {
-        let points = cells
-            .iter()
-            .filter(|c| c.sampler == *name)
-            .map(|c| (c.budget, c.accuracy()))
-            .collect();
-        series.push((points, colors[i % colors.len()]));
-    }
     let png_path = out.join(format!("budget-{}.png", args.task));
-    flowlm::trainer::plot::plot_lines(&png_path, &series, (0.0, 1.0), (0.0, 1.0))?;
-    println!(
-        "\nwrote {} and {} (colours in order: {})",
-        csv_path.display(),
-        png_path.display(),
-        names
-            .iter()
-            .zip(["blue", "orange", "green", "red", "purple"])
-            .map(|(n, c)| format!("{n} {c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let title = format!(
+        "{} on {} ({} test examples)",
+        args.model.display(),
+        args.task,
+        examples.len()
     );
+    plot_budget(&png_path, &cells, &title)?;
+    println!("\nwrote {} and {}", csv_path.display(), png_path.display());
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod eval_budget;
 pub mod eval_correction;
 pub mod export;
 pub mod generate;
+pub mod plot;
 pub mod tokenizer;
 pub mod train;
 pub mod train_policy;

@@ -4,6 +4,7 @@
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
 use crate::model::SavedModel;
+use crate::plot::{Chart, Line, plot_lines};
 use crate::random::rng_for;
 use crate::sampler::{AutoregressiveSampler, xflow::POLICY_FILE};
 use crate::sampler::{LladaSampler, Sampler, StepPolicyChoice, XFlowSampler};
@@ -108,14 +109,40 @@ pub fn budget_sampler(
     })
 }
 
-/// Markdown table: one row per sampler, one column per budget.
-pub fn markdown_table(cells: &[BudgetCell], budgets: &[f64]) -> String {
+/// The samplers of `cells`, in first-seen order.
+fn sampler_names(cells: &[BudgetCell]) -> Vec<&str> {
     let mut samplers: Vec<&str> = Vec::new();
     for cell in cells {
         if !samplers.contains(&cell.sampler.as_str()) {
             samplers.push(&cell.sampler);
         }
     }
+    samplers
+}
+
+/// Accuracy (percent) against decoding steps, one line per sampler, written to `path`.
+pub fn plot_budget(path: &std::path::Path, cells: &[BudgetCell], title: &str) -> Result<()> {
+    let lines: Vec<Line> = sampler_names(cells)
+        .into_iter()
+        .map(|sampler| Line {
+            label: sampler.to_string(),
+            points: cells
+                .iter()
+                .filter(|c| c.sampler == sampler)
+                .map(|c| (c.steps as f64, 100.0 * c.accuracy()))
+                .collect(),
+            markers: true,
+        })
+        .collect();
+    let mut chart = Chart::fitted(title, "decoding steps", "exact-match accuracy (%)", &lines);
+    chart.x_range.0 = 0.0;
+    chart.y_range = (0.0, 102.0);
+    plot_lines(path, &chart, &lines)
+}
+
+/// Markdown table: one row per sampler, one column per budget.
+pub fn markdown_table(cells: &[BudgetCell], budgets: &[f64]) -> String {
+    let samplers = sampler_names(cells);
     let mut out = String::from("| sampler |");
     for b in budgets {
         out.push_str(&format!(" budget {b} |"));

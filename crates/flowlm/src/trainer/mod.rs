@@ -14,13 +14,11 @@ pub mod align;
 mod checkpoint;
 mod clipping;
 pub mod data_parallel;
-pub mod plot;
 mod schedule;
 pub mod step_policy;
 
 pub use checkpoint::{TrainerState, checkpoint_path, find_checkpoint};
 pub use clipping::clip_global_norm;
-pub use plot::plot_losses;
 pub use schedule::LearningRateSchedule;
 
 use crate::canvas::Canvas;
@@ -206,6 +204,22 @@ fn maybe_shorten(
         length,
         eligible,
     }
+}
+
+/// "Loss of RUN: MODEL on DATA" for `loss.png`.
+fn loss_plot_title(run: &Path, recipe: &Recipe) -> String {
+    let name = run
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| run.display().to_string());
+    let m = &recipe.model;
+    format!(
+        "{name}: hidden {} x {} layers, `{}` on {}",
+        m.hidden_size,
+        m.num_hidden_layers,
+        recipe.corruption.name(),
+        recipe.data.path.display()
+    )
 }
 
 /// The loss of one corrupted batch on `device` (a scalar tensor, differentiable when the model is).
@@ -622,8 +636,10 @@ pub fn train(
         }
     }
     bar.finish_and_clear();
-    let _ = plot_losses(
+    // The plot is a convenience: a run that trained must not fail over it.
+    let _ = crate::plot::plot_losses(
         &run.join(PLOT_FILE),
+        &loss_plot_title(run, recipe),
         &state.train_losses,
         &state.validation_losses,
     );
