@@ -12,6 +12,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod io;
+pub mod limits;
 pub mod model;
 pub mod objective;
 pub mod plot;

@@ -200,35 +200,92 @@ impl Recipe {
         toml::to_string_pretty(self).map_err(|e| FlowError::config("recipe", e.to_string()))
     }
 
+    /// Every field against its range (see [`crate::limits`]), before any work starts.
     pub fn validate(&self) -> Result<()> {
+        use crate::limits::{
+            MAX_ACCUMULATION, MAX_BATCH, MAX_FEED_FORWARD, MAX_HIDDEN, MAX_LAYERS, MAX_SEQUENCE,
+            MAX_SHARDS, MAX_TRAINING_STEPS, MAX_VOCABULARY, finite_above, finite_within, within,
+        };
+        let field = |name: &str, check: std::result::Result<(), String>| {
+            check.map_err(|message| FlowError::config(name, message))
+        };
         let t = &self.training;
-        let positive = [
-            ("training.batch_size", t.batch_size),
-            ("training.gradient_accumulation", t.gradient_accumulation),
-            ("training.data_parallel_shards", t.data_parallel_shards),
-            ("training.max_steps", t.max_steps),
-            ("training.eval_batches", t.eval_batches),
-            ("training.log_every", t.log_every),
-            ("data.sequence_length", self.data.sequence_length),
-        ];
-        for (field, value) in positive {
-            if value == 0 {
-                return Err(FlowError::config(field, "must be at least 1"));
-            }
-        }
-        if t.learning_rate.is_nan() || t.learning_rate <= 0.0 {
-            return Err(FlowError::config(
-                "training.learning_rate",
-                "must be positive",
-            ));
-        }
-        if !(0.0..1.0).contains(&self.data.validation_fraction) {
+        let m = &self.model;
+        field("training.batch_size", within(t.batch_size, 1, MAX_BATCH))?;
+        field(
+            "training.gradient_accumulation",
+            within(t.gradient_accumulation, 1, MAX_ACCUMULATION),
+        )?;
+        field(
+            "training.data_parallel_shards",
+            within(t.data_parallel_shards, 1, MAX_SHARDS.min(t.batch_size)),
+        )?;
+        field(
+            "training.max_steps",
+            within(t.max_steps, 1, MAX_TRAINING_STEPS),
+        )?;
+        field(
+            "training.eval_batches",
+            within(t.eval_batches, 1, 1_000_000),
+        )?;
+        field(
+            "training.log_every",
+            within(t.log_every, 1, MAX_TRAINING_STEPS),
+        )?;
+        field(
+            "training.learning_rate",
+            finite_above(t.learning_rate, 0.0, 10.0),
+        )?;
+        field(
+            "training.final_learning_rate_ratio",
+            finite_within(t.final_learning_rate_ratio, 0.0, 1.0),
+        )?;
+        field(
+            "training.weight_decay",
+            finite_within(t.weight_decay, 0.0, 10.0),
+        )?;
+        field(
+            "training.gradient_clip",
+            finite_within(t.gradient_clip, 0.0, 1e6),
+        )?;
+        field(
+            "training.random_length_probability",
+            finite_within(t.random_length_probability, 0.0, 1.0),
+        )?;
+        field(
+            "data.sequence_length",
+            within(self.data.sequence_length, 1, MAX_SEQUENCE),
+        )?;
+        if !self.data.validation_fraction.is_finite()
+            || !(0.0..1.0).contains(&self.data.validation_fraction)
+        {
             return Err(FlowError::config(
                 "data.validation_fraction",
-                "must be in [0, 1)",
+                format!(
+                    "is {}; allowed: 0 to below 1",
+                    self.data.validation_fraction
+                ),
             ));
         }
-        Ok(())
+        field(
+            "tokenizer.vocab_size",
+            within(self.tokenizer.vocab_size, 1, MAX_VOCABULARY),
+        )?;
+        field("model.hidden_size", within(m.hidden_size, 1, MAX_HIDDEN))?;
+        field(
+            "model.num_hidden_layers",
+            within(m.num_hidden_layers, 1, MAX_LAYERS),
+        )?;
+        field(
+            "model.num_attention_heads",
+            within(m.num_attention_heads, 1, m.hidden_size),
+        )?;
+        field(
+            "model.intermediate_size",
+            within(m.intermediate_size, 1, MAX_FEED_FORWARD),
+        )?;
+        self.corruption.validate()?;
+        self.sampler.validate("sampler")
     }
 }
 

@@ -51,6 +51,7 @@ fn options(run: &Path, resume: bool) -> TrainOptions {
     TrainOptions {
         run_dir: run.to_path_buf(),
         resume,
+        force: false,
         device: Device::flex(),
         show_progress: false,
         interrupt: Arc::new(AtomicBool::new(false)),
@@ -196,4 +197,37 @@ fn resume_without_a_checkpoint_is_a_clear_error() {
         .unwrap()
         .to_string();
     assert!(error.contains("no checkpoint"), "{error}");
+}
+
+/// One training per run directory: a live owner's lock stops a second run before it writes,
+/// a dead owner's lock (after kill -9) is taken over, and the lock goes when the run ends.
+#[test]
+fn a_run_directory_is_locked_while_it_is_written() {
+    let dir = common::scratch("lock");
+    std::fs::write(dir.join("corpus.txt"), LINE.repeat(20)).unwrap();
+    let recipe = tiny_recipe(&dir.join("corpus.txt"), 2, "");
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join(".lock"), format!("{}\n", std::process::id())).unwrap();
+    let error = train(&recipe, &options(&run, false), &mut |_| {})
+        .expect_err("a locked run directory is refused")
+        .to_string();
+    assert!(error.contains("another training"), "{error}");
+    assert!(!run.join("recipe.toml").exists());
+
+    // No process has this id (above the kernel's pid_max).
+    std::fs::write(run.join(".lock"), "4294967295\n").unwrap();
+    train(&recipe, &options(&run, false), &mut |_| {}).unwrap();
+    assert!(!run.join(".lock").exists(), "the lock outlived the run");
+
+    // The finished run is not replaced without `force`, and is with it.
+    let error = train(&recipe, &options(&run, false), &mut |_| {})
+        .expect_err("an existing run is refused")
+        .to_string();
+    assert!(error.contains("--force"), "{error}");
+    let forced = TrainOptions {
+        force: true,
+        ..options(&run, false)
+    };
+    train(&recipe, &forced, &mut |_| {}).unwrap();
 }

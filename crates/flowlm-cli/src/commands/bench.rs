@@ -46,8 +46,22 @@ fn cores_used(result: &Throughput) -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.batch_size == 0 || args.iterations == 0 || args.shards == 0 {
-        anyhow::bail!("--batch-size, --iterations and --shards must be at least 1");
+    use flowlm::limits::{MAX_BATCH, MAX_SHARDS, within};
+    for (flag, value, max) in [
+        ("--batch-size", args.batch_size, MAX_BATCH),
+        ("--iterations", args.iterations, 1_000_000),
+        (
+            "--shards",
+            args.shards,
+            MAX_SHARDS.min(args.batch_size.max(1)),
+        ),
+        (
+            "--gen-length",
+            args.gen_length,
+            flowlm::limits::MAX_SEQUENCE,
+        ),
+    ] {
+        within(value, 1, max).map_err(|message| anyhow::anyhow!("{flag} {message}"))?;
     }
     let device = super::device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);

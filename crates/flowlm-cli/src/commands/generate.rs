@@ -157,7 +157,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let temperature = args.temperature.unwrap_or(defaults.temperature);
     let prompt = saved.tokenizer.encode(&args.prompt)?;
     let limit = saved.config.max_position_embeddings;
-    if prompt.len() + gen_length > limit {
+    if prompt.len().saturating_add(gen_length) > limit {
         bail!(
             "the prompt ({} tokens) plus --gen-length {gen_length} exceeds the model's maximum length {limit}; shorten the prompt or --gen-length",
             prompt.len()

@@ -20,6 +20,9 @@ pub struct TrainArgs {
     /// Continue the run in this directory exactly where its checkpoint stopped
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
+    /// Replace the run already in --out (its checkpoint, metrics and recipe) with a new one
+    #[arg(long)]
+    force: bool,
     /// cpu (Flex) or vulkan (needs the `gpu` feature)
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -66,12 +69,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             eprintln!("second Ctrl-C: exiting without a checkpoint");
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: finishing the step and writing a checkpoint (press again to abort)");
+        eprintln!(
+            "\ninterrupted (Ctrl-C or SIGTERM): finishing the step and writing a checkpoint (again to abort)"
+        );
     })
     .context("installing the Ctrl-C handler")?;
     let options = TrainOptions {
         run_dir: run_dir.clone(),
         resume,
+        force: args.force,
         device: super::device(&args.device)?,
         show_progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         interrupt,

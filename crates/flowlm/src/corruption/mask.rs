@@ -23,6 +23,24 @@ pub enum TimeSampling {
 }
 
 impl TimeSampling {
+    /// Rates are shares of tokens: a fixed rate in (0, 1], a range 0 < min <= max <= 1.
+    pub fn validate(&self) -> crate::Result<()> {
+        use crate::limits::{finite_above, finite_within};
+        let field = |name: &str, check: std::result::Result<(), String>| {
+            check.map_err(|message| crate::FlowError::config(name, message))
+        };
+        match *self {
+            TimeSampling::Antithetic => Ok(()),
+            TimeSampling::Fixed { rate } => {
+                field("corruption.time.rate", finite_above(rate, 0.0, 1.0))
+            }
+            TimeSampling::Range { min, max } => {
+                field("corruption.time.min", finite_above(min, 0.0, 1.0))?;
+                field("corruption.time.max", finite_within(max, min, 1.0))
+            }
+        }
+    }
+
     /// One t per row.
     pub fn draw(&self, rows: usize, rng: &mut StdRng) -> Vec<f64> {
         match *self {

@@ -189,6 +189,75 @@ impl CorruptionConfig {
         }
     }
 
+    /// Every parameter against its range; errors name the `corruption.*` field.
+    pub fn validate(&self) -> crate::Result<()> {
+        use crate::limits::{finite_above, finite_within, within};
+        let field = |name: &str, check: std::result::Result<(), String>| {
+            check.map_err(|message| crate::FlowError::config(name, message))
+        };
+        match self {
+            CorruptionConfig::Mask { time } => time.validate(),
+            CorruptionConfig::MaskAndSubstitute {
+                time,
+                corruption_rate,
+                ..
+            } => {
+                time.validate()?;
+                field(
+                    "corruption.corruption_rate",
+                    finite_within(*corruption_rate, 0.0, 1.0),
+                )
+            }
+            CorruptionConfig::Uniform { steps } => field(
+                "corruption.steps",
+                within(*steps, 1, crate::limits::MAX_STEPS),
+            ),
+            CorruptionConfig::GaussianSoft {
+                parameterization,
+                temperature,
+            } => {
+                match *parameterization {
+                    GaussianParameterization::Seed { time_min, time_max } => {
+                        field(
+                            "corruption.parameterization.time_min",
+                            finite_within(time_min, 0.0, 1.0),
+                        )?;
+                        field(
+                            "corruption.parameterization.time_max",
+                            finite_within(time_max, time_min, 1.0),
+                        )?;
+                    }
+                    GaussianParameterization::Duo {
+                        gamma_start,
+                        gamma_end,
+                    } => {
+                        field(
+                            "corruption.parameterization.gamma_start",
+                            finite_within(gamma_start, -100.0, 100.0),
+                        )?;
+                        field(
+                            "corruption.parameterization.gamma_end",
+                            finite_within(gamma_end, -100.0, 100.0),
+                        )?;
+                    }
+                }
+                field(
+                    "corruption.temperature.start",
+                    finite_above(temperature.start, 0.0, 1e6),
+                )?;
+                field(
+                    "corruption.temperature.steps",
+                    finite_above(temperature.steps, 0.0, 1e12),
+                )?;
+                field(
+                    "corruption.temperature.floor",
+                    finite_above(temperature.floor, 0.0, temperature.start),
+                )
+            }
+            CorruptionConfig::Autoregressive => Ok(()),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             CorruptionConfig::Mask { .. } => "mask",

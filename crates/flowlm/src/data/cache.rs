@@ -52,7 +52,7 @@ pub fn tokenize_cached(
 ) -> Result<(Vec<TokenizedDocument>, bool)> {
     let key = cache_key(path, exclude, tokenizer)?;
     let file = cache_directory().join(format!("tokens-{key:016x}.bin"));
-    if use_cache && let Some(documents) = read_cache(&file) {
+    if use_cache && let Some(documents) = read_cache(&file, tokenizer.vocab_size()) {
         return Ok((documents, true));
     }
     let mut tokenized = Vec::new();
@@ -93,7 +93,9 @@ fn encode_cache(documents: &[TokenizedDocument]) -> Vec<u8> {
     out
 }
 
-fn read_cache(file: &Path) -> Option<Vec<TokenizedDocument>> {
+/// The cached documents, or None when the file is missing, truncated, longer than its count says,
+/// or holds an id outside the vocabulary: a damaged cache is re-tokenized, never trusted.
+fn read_cache(file: &Path, vocab_size: usize) -> Option<Vec<TokenizedDocument>> {
     let bytes = std::fs::read(file).ok()?;
     let mut cursor = bytes.strip_prefix(b"FLTK1")?;
     let take_u64 = |c: &mut &[u8]| -> Option<u64> {
@@ -106,16 +108,19 @@ fn read_cache(file: &Path) -> Option<Vec<TokenizedDocument>> {
     for _ in 0..count {
         let mut parts = [Vec::new(), Vec::new()];
         for part in &mut parts {
-            let n = take_u64(&mut cursor)? as usize;
-            let (head, tail) = cursor.split_at_checked(n * 4)?;
+            let n = usize::try_from(take_u64(&mut cursor)?).ok()?;
+            let (head, tail) = cursor.split_at_checked(n.checked_mul(4)?)?;
             cursor = tail;
             *part = head
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
         }
+        if parts.iter().flatten().any(|&id| id as usize >= vocab_size) {
+            return None;
+        }
         let [prompt, body] = parts;
         documents.push(TokenizedDocument { prompt, body });
     }
-    Some(documents)
+    cursor.is_empty().then_some(documents)
 }

@@ -42,32 +42,57 @@ pub fn data_files_excluding(path: &Path, exclude: &[String]) -> Result<Vec<PathB
         return Ok(vec![path.to_path_buf()]);
     }
     if !path.is_dir() {
+        let message = if path.exists() {
+            "is not a regular file or folder (a FIFO, socket or device); give a text file, a .jsonl file or a folder of them"
+        } else {
+            "no such file or folder (give a text file, a .jsonl file or a folder of them)"
+        };
         return Err(FlowError::io(
             path,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such file or folder (give a text file, a .jsonl file or a folder of them)",
-            ),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
         ));
     }
+    let wanted = |p: &Path| {
+        matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("txt" | "md" | "jsonl")
+        ) && !p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| exclude.iter().any(|e| e == n))
+    };
     let mut files = Vec::new();
+    // Folders by their real path: a symlink loop is walked once, and a file reached through
+    // two links is read once (otherwise validation rows would repeat training rows).
+    let mut seen_folders = std::collections::HashSet::new();
+    let mut seen_files = std::collections::HashSet::new();
     let mut pending = vec![path.to_path_buf()];
     while let Some(dir) = pending.pop() {
+        let real = dir.canonicalize().map_err(|e| FlowError::io(&dir, e))?;
+        if !seen_folders.insert(real) {
+            continue;
+        }
         let entries = std::fs::read_dir(&dir).map_err(|e| FlowError::io(&dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| FlowError::io(&dir, e))?;
             let p = entry.path();
             if p.is_dir() {
                 pending.push(p);
-            } else if matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("txt" | "md" | "jsonl")
-            ) && !p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| exclude.iter().any(|e| e == n))
-            {
-                files.push(p);
+            } else if wanted(&p) {
+                // A FIFO or device named like data would block or never end: refuse it.
+                if !p.is_file() {
+                    return Err(FlowError::io(
+                        &p,
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "is not a regular file (a FIFO, socket, device or broken link); remove it from the data folder",
+                        ),
+                    ));
+                }
+                let real = p.canonicalize().map_err(|e| FlowError::io(&p, e))?;
+                if seen_files.insert(real) {
+                    files.push(p);
+                }
             }
         }
     }
@@ -91,6 +116,8 @@ pub fn load_documents_excluding(path: &Path, exclude: &[String]) -> Result<Vec<D
     let mut documents = Vec::new();
     for file in data_files_excluding(path, exclude)? {
         let text = crate::io::read_to_string(&file)?;
+        // Editors on some systems start UTF-8 files with a byte-order mark; it is not text.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
         if file.extension().and_then(|e| e.to_str()) == Some("jsonl") {
             documents.extend(parse_jsonl(&text, &file)?);
         } else {

@@ -131,6 +131,11 @@ impl DiffusionTransformerConfig {
         };
         check(self.vocab_size > 0, "vocab_size", "must be positive".into())?;
         check(
+            self.hidden_size > 0,
+            "hidden_size",
+            "must be positive".into(),
+        )?;
+        check(
             self.num_hidden_layers > 0,
             "num_hidden_layers",
             "must be positive".into(),

@@ -36,6 +36,46 @@ pub struct FlowlmMetadata {
     pub training: serde_json::Value,
 }
 
+/// The `flowlm.json` format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+impl FlowlmMetadata {
+    /// Ids inside the vocabulary, a known format, a usable length, valid corruption and sampler
+    /// defaults; errors name the field of `path`.
+    pub fn validate(&self, vocab_size: usize, path: &Path) -> Result<()> {
+        let invalid = |message: String| FlowError::Model {
+            path: path.to_path_buf(),
+            message,
+        };
+        if self.format_version != FORMAT_VERSION {
+            return Err(invalid(format!(
+                "format_version is {}; this build reads version {FORMAT_VERSION}",
+                self.format_version
+            )));
+        }
+        for (name, id) in [
+            ("mask_token_id", self.mask_token_id),
+            ("pad_token_id", self.pad_token_id),
+            ("eos_token_id", self.eos_token_id),
+        ] {
+            if id as usize >= vocab_size {
+                return Err(invalid(format!(
+                    "{name} is {id}; allowed: 0 to {} (config.json's vocab_size is {vocab_size})",
+                    vocab_size - 1
+                )));
+            }
+        }
+        if self.sequence_length == 0 {
+            return Err(invalid("sequence_length is 0; allowed: at least 1".into()));
+        }
+        let wrap = |e: FlowError| invalid(e.to_string());
+        self.corruption.validate().map_err(wrap)?;
+        self.sampler_defaults
+            .validate("sampler_defaults")
+            .map_err(wrap)
+    }
+}
+
 /// A model directory loaded into memory.
 pub struct SavedModel {
     pub directory: PathBuf,
@@ -49,6 +89,14 @@ fn require(dir: &Path, name: &str) -> Result<PathBuf> {
     let path = dir.join(name);
     if path.is_file() {
         Ok(path)
+    } else if dir.join("checkpoint").join(name).is_file() {
+        Err(FlowError::Model {
+            path: dir.to_path_buf(),
+            message: format!(
+                "this is a run directory; its model is {}",
+                dir.join("checkpoint").display()
+            ),
+        })
     } else {
         Err(FlowError::Model {
             path: dir.to_path_buf(),
@@ -69,7 +117,9 @@ impl SavedModel {
         }
         let config: DiffusionTransformerConfig = crate::io::read_json(&require(dir, CONFIG_FILE)?)?;
         config.validate()?;
-        let metadata: FlowlmMetadata = crate::io::read_json(&require(dir, METADATA_FILE)?)?;
+        let metadata_path = require(dir, METADATA_FILE)?;
+        let metadata: FlowlmMetadata = crate::io::read_json(&metadata_path)?;
+        metadata.validate(config.vocab_size, &metadata_path)?;
         let tokenizer = Tokenizer::from_file(&require(dir, TOKENIZER_FILE)?)?;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(FlowError::Model {

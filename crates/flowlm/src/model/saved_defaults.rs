@@ -29,3 +29,35 @@ impl Default for SamplerDefaults {
         }
     }
 }
+
+impl SamplerDefaults {
+    /// Checks the defaults where they are written (a recipe's `[sampler]`, a model's
+    /// `flowlm.json`), so that a bad value fails there and not later at `generate`. `section`
+    /// prefixes the field names in errors.
+    pub fn validate(&self, section: &str) -> crate::Result<()> {
+        use crate::limits::{MAX_STEPS, finite_within, within};
+        let field = |name: &str, check: std::result::Result<(), String>| {
+            check.map_err(|message| crate::FlowError::config(format!("{section}.{name}"), message))
+        };
+        if !crate::sampler::SAMPLER_NAMES.contains(&self.sampler.as_str()) {
+            return Err(crate::FlowError::config(
+                format!("{section}.sampler"),
+                format!(
+                    "`{}` is not a sampler; choose one of {}",
+                    self.sampler,
+                    crate::sampler::SAMPLER_NAMES.join(", ")
+                ),
+            ));
+        }
+        field("steps", within(self.steps, 1, MAX_STEPS))?;
+        field(
+            "gen_length",
+            within(self.gen_length, 1, crate::limits::MAX_SEQUENCE),
+        )?;
+        field(
+            "block_length",
+            within(self.block_length, 1, self.gen_length),
+        )?;
+        field("temperature", finite_within(self.temperature, 0.0, 100.0))
+    }
+}

@@ -60,6 +60,30 @@ impl Default for SamplerSettings {
     }
 }
 
+impl SamplerSettings {
+    /// Every setting against its range, naming the `flowlm generate` flag that sets it.
+    pub fn validate(&self) -> Result<()> {
+        use crate::limits::{MAX_STEPS, finite_above, finite_within, within};
+        let flag = |name: &str, check: std::result::Result<(), String>| {
+            check.map_err(|message| FlowError::argument(name, message))
+        };
+        flag("--steps", within(self.steps, 1, MAX_STEPS))?;
+        flag("--block-length", within(self.block_length, 1, usize::MAX))?;
+        flag("--temperature", finite_within(self.temperature, 0.0, 100.0))?;
+        flag("--cfg-scale", finite_within(self.cfg_scale, 0.0, 100.0))?;
+        flag("--top-p", finite_above(self.top_p, 0.0, 1.0))?;
+        flag("--remask-ratio", finite_within(self.remask_ratio, 0.0, 1.0))?;
+        flag(
+            "--edit-threshold",
+            finite_within(self.edit_threshold, 0.0, 1.0),
+        )?;
+        flag(
+            "--accept-threshold",
+            finite_within(self.accept_threshold, 0.0, 1.0),
+        )
+    }
+}
+
 impl CorruptionConfig {
     /// The sampler a model trained with this corruption uses unless told otherwise.
     pub fn default_sampler(&self) -> &'static str {
@@ -97,6 +121,7 @@ pub fn build_sampler(
             ),
         ));
     }
+    settings.validate()?;
     let s = settings;
     Ok(match name {
         "greedy" => Box::new(GreedySampler),

@@ -127,14 +127,9 @@ pub fn gpt2_from_files(vocab: &Path, merges: &Path) -> Result<Tokenizer> {
 
 /// Trains a byte-level BPE with `vocab_size` entries (special tokens included) on `files`.
 pub fn train_byte_level_bpe(files: &[std::path::PathBuf], vocab_size: usize) -> Result<Tokenizer> {
-    if vocab_size < 300 {
-        return Err(FlowError::argument(
-            "--vocab-size",
-            format!(
-                "{vocab_size} is too small for a byte-level BPE (256 bytes + specials); use at least 300"
-            ),
-        ));
-    }
+    // 256 bytes plus the special tokens is the smallest byte-level vocabulary.
+    crate::limits::within(vocab_size, 300, crate::limits::MAX_VOCABULARY)
+        .map_err(|message| FlowError::argument("--vocab-size", message))?;
     for file in files {
         if !file.is_file() {
             return Err(FlowError::io(

@@ -165,6 +165,21 @@ pub fn align(
     device: &Device,
     log: &mut dyn FnMut(usize, f64),
 ) -> Result<(AlignFigures, AlignFigures)> {
+    if out.exists() {
+        return Err(FlowError::argument(
+            "--out",
+            format!(
+                "{} already exists; choose a new directory (align writes a copy and never replaces a model)",
+                out.display()
+            ),
+        ));
+    }
+    if options.steps == 0 || options.batch_size == 0 {
+        return Err(FlowError::argument(
+            "--steps/--batch-size",
+            "must be at least 1",
+        ));
+    }
     let length = answer_tokens(saved, examples)?;
     let special = saved.tokenizer.special();
     // Self-generated answers X_0 (LLaDA at full budget).
@@ -207,12 +222,17 @@ pub fn align(
     let mut optimizer = AdamWConfig::new().with_weight_decay(0.0).init();
     let mut rng = rng_for(options.seed, 3);
     for step in 0..options.steps {
-        let picked: Vec<(Vec<u32>, Vec<u32>)> = (0..options.batch_size.max(1))
+        let picked: Vec<(Vec<u32>, Vec<u32>)> = (0..options.batch_size)
             .map(|_| answers[rng.random_range(0..answers.len())].clone())
             .collect();
         let batch = masked_batch(&picked, special.mask, special.pad, &mut rng)?;
         let (loss, _, _) = losses(&model, &batch, &train_device);
         let value = loss.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            return Err(FlowError::Checkpoint(format!(
+                "the alignment loss became {value} at step {step}; lower --learning-rate (nothing was written)"
+            )));
+        }
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(options.learning_rate, model, gradients);
         log(step, value);

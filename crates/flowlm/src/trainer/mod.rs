@@ -14,6 +14,7 @@ pub mod align;
 mod checkpoint;
 mod clipping;
 pub mod data_parallel;
+mod run_lock;
 mod schedule;
 pub mod step_policy;
 
@@ -58,6 +59,8 @@ pub const PLOT_FILE: &str = "loss.png";
 pub struct TrainOptions {
     pub run_dir: PathBuf,
     pub resume: bool,
+    /// A new run may replace an existing run in `run_dir` (its checkpoint and metrics).
+    pub force: bool,
     /// The plain device; the trainer adds autodiff.
     pub device: Device,
     pub show_progress: bool,
@@ -268,26 +271,73 @@ pub fn mean_loss(
     total / count.max(1) as f64
 }
 
-fn append_metric(run: &Path, value: serde_json::Value) {
+/// Appends one record to `metrics.jsonl`; a failed write stops the run (a run whose metrics
+/// silently stop is worse than one that says why it stopped).
+fn append_metric(run: &Path, value: serde_json::Value) -> Result<()> {
     let path = run.join(METRICS_FILE);
-    if let Ok(mut file) = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
-    {
-        let _ = writeln!(file, "{value}");
+        .open(&path)
+        .map_err(|e| FlowError::io(&path, e))?;
+    writeln!(file, "{value}").map_err(|e| FlowError::io(&path, e))
+}
+
+/// A new run into a directory that already holds one needs `force`; `--resume` continues it.
+fn prepare_new_run(run: &Path, force: bool) -> Result<()> {
+    let previous = [RECIPE_FILE, METRICS_FILE, "checkpoint"]
+        .iter()
+        .map(|name| run.join(name))
+        .filter(|path| path.exists())
+        .collect::<Vec<_>>();
+    if previous.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        return Err(FlowError::argument(
+            "--out",
+            format!(
+                "{} already holds a run ({}); continue it with --resume {0}, choose another --out, or pass --force to replace it",
+                run.display(),
+                previous
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    for path in previous {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| FlowError::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// What exp(validation loss) is for a corruption: a perplexity bound for the masked ELBO, a
+/// perplexity for next-token loss, nothing for the other objectives (their losses bound no
+/// likelihood).
+pub fn perplexity_figure(
+    corruption: &crate::corruption::CorruptionConfig,
+    loss: f64,
+) -> Option<(&'static str, f64)> {
+    use crate::corruption::CorruptionConfig as C;
+    match corruption {
+        C::Mask { .. } => Some(("perplexity_bound", loss.exp())),
+        C::Autoregressive => Some(("perplexity", loss.exp())),
+        _ => None,
     }
 }
 
-/// What exp(validation loss) means for a corruption: a perplexity bound for the masked ELBO, a
-/// perplexity for next-token loss, nothing for the other objectives.
+/// [`perplexity_figure`] as a note for log lines: " (perplexity bound 12.34)".
 pub fn perplexity_note(corruption: &crate::corruption::CorruptionConfig, loss: f64) -> String {
-    use crate::corruption::CorruptionConfig as C;
-    match corruption {
-        C::Mask { .. } => format!(" (perplexity bound {:.2})", loss.exp()),
-        C::Autoregressive => format!(" (perplexity {:.2})", loss.exp()),
-        _ => String::new(),
-    }
+    perplexity_figure(corruption, loss)
+        .map(|(name, value)| format!(" ({} {value:.2})", name.replace('_', " ")))
+        .unwrap_or_default()
 }
 
 /// A short generation shown during training.
@@ -339,7 +389,17 @@ pub fn train(
     log: &mut dyn FnMut(&str),
 ) -> Result<TrainOutcome> {
     let run = &options.run_dir;
+    if run.exists() && !run.is_dir() {
+        return Err(FlowError::argument(
+            "--out",
+            format!("{} is a file, not a run directory", run.display()),
+        ));
+    }
     std::fs::create_dir_all(run).map_err(|e| FlowError::io(run, e))?;
+    let _lock = run_lock::RunLock::acquire(run)?;
+    if !options.resume {
+        prepare_new_run(run, options.force)?;
+    }
     let t = &recipe.training;
     let resume_from = if options.resume {
         Some(find_checkpoint(run)?)
@@ -391,7 +451,7 @@ pub fn train(
     let config = model_config(recipe, tokenizer.vocab_size());
     config.validate()?;
     let metadata = FlowlmMetadata {
-        format_version: 1,
+        format_version: crate::model::saved::FORMAT_VERSION,
         mask_token_id: special.mask,
         pad_token_id: special.pad,
         eos_token_id: special.eos,
@@ -426,9 +486,7 @@ pub fn train(
                 t.seed,
                 config.initializer_range,
             ));
-            std::fs::write(run.join(RECIPE_FILE), recipe.to_toml()?)
-                .map_err(|e| FlowError::io(run, e))?;
-            let _ = std::fs::remove_file(run.join(METRICS_FILE));
+            crate::io::write_atomic(&run.join(RECIPE_FILE), recipe.to_toml()?.as_bytes())?;
             let state = TrainerState {
                 step: 0,
                 tokens_seen: 0,
@@ -579,10 +637,13 @@ pub fn train(
                     "gradient_norm": gradient_norm, "tokens_per_second": tokens_per_second,
                     "tokens_seen": state.tokens_seen,
                 }),
-            );
+            )?;
         }
         let last = state.step == t.max_steps;
-        if (t.eval_every > 0 && state.step % t.eval_every == 0) || last {
+        // Without validation rows there is no validation loss to report (not a loss of 0).
+        let validate = !dataset.validation.is_empty()
+            && ((t.eval_every > 0 && state.step % t.eval_every == 0) || last);
+        if validate {
             let plain = model.valid();
             let validation = mean_loss(
                 &plain,
@@ -604,17 +665,19 @@ pub fn train(
             if !options.show_progress {
                 log(&line);
             }
-            append_metric(
-                run,
-                serde_json::json!({
-                    "step": state.step, "validation_loss": validation, "perplexity_bound": validation.exp(),
-                }),
-            );
+            let mut record = serde_json::json!({
+                "step": state.step, "validation_loss": validation,
+            });
+            if let Some((name, value)) = perplexity_figure(&recipe.corruption, validation) {
+                record[name] = value.into();
+            }
+            append_metric(run, record)?;
         }
         if (t.sample_every > 0 && state.step % t.sample_every == 0) || last {
             let plain = model.valid();
             let length = (recipe.data.sequence_length / 2).clamp(1, 48);
-            if let Ok(text) = training_sample(
+            // A failed sample is reported, not fatal: it says nothing about the weights.
+            let line = match training_sample(
                 &plain,
                 &tokenizer,
                 &recipe.corruption,
@@ -623,11 +686,12 @@ pub fn train(
                 t.seed,
                 &base_device,
             ) {
-                let line = format!("sample @ {}: {}", state.step, text.replace('\n', " / "));
-                bar.println(&line);
-                if !options.show_progress {
-                    log(&line);
-                }
+                Ok(text) => format!("sample @ {}: {}", state.step, text.replace('\n', " / ")),
+                Err(error) => format!("sample @ {} failed: {error}", state.step),
+            };
+            bar.println(&line);
+            if !options.show_progress {
+                log(&line);
             }
         }
         if (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0) || last {

@@ -51,6 +51,30 @@ impl Default for PolicyTrainingOptions {
     }
 }
 
+impl PolicyTrainingOptions {
+    /// Every option against its range, naming the `flowlm train-policy` flag.
+    pub fn validate(&self) -> Result<()> {
+        use crate::limits::{MAX_BATCH, MAX_GROUP, finite_above, finite_within, within};
+        let flag = |name: &str, check: std::result::Result<(), String>| {
+            check.map_err(|message| FlowError::argument(name, message))
+        };
+        // GRPO's advantages compare trajectories of one prompt: a group needs two.
+        flag("--group-size", within(self.group_size, 2, MAX_GROUP))?;
+        flag("--prompts", within(self.prompts_per_batch, 1, MAX_BATCH))?;
+        flag("--iterations", within(self.iterations, 1, 1_000_000))?;
+        flag("--budget", finite_above(self.budget, 0.0, 1.0))?;
+        flag(
+            "--progress-weight",
+            finite_within(self.progress_weight, 0.0, 100.0),
+        )?;
+        flag(
+            "--learning-rate",
+            finite_above(self.learning_rate, 0.0, 10.0),
+        )?;
+        flag("--epochs", within(self.grpo.epochs, 1, 1_000))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PolicyIteration {
     pub iteration: usize,
@@ -139,18 +163,7 @@ pub fn train_policy(
     device: &Device,
     log: &mut dyn FnMut(&PolicyIteration),
 ) -> Result<(StepPolicy, Vec<PolicyIteration>)> {
-    if options.group_size < 2 {
-        return Err(FlowError::argument(
-            "--group-size",
-            "GRPO needs at least 2 trajectories per prompt",
-        ));
-    }
-    if options.grpo.epochs == 0 {
-        return Err(FlowError::argument(
-            "--epochs",
-            "GRPO needs at least 1 optimisation epoch per batch",
-        ));
-    }
+    options.validate()?;
     let solvable = solvable_examples(saved, task, examples, device)?;
     if solvable.is_empty() {
         return Err(FlowError::argument(
