@@ -1,7 +1,7 @@
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use flowlm::canvas::Canvas;
-use flowlm::model::SavedModel;
+use flowlm::model::open::OpenedModel;
 use flowlm::random::rng_for;
 use flowlm::sampler::{Initialization, Remasking, SamplerSettings, StepEvent, build_sampler};
 use flowlm::tokenizer::Tokenizer;
@@ -145,7 +145,7 @@ fn render(tokenizer: &Tokenizer, canvas: &Canvas) -> String {
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let device = super::device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);
-    let saved = SavedModel::load(&dir, &device)
+    let saved = OpenedModel::open(&dir, &device)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
     let defaults = &saved.metadata.sampler_defaults;
     let sampler_name = args
@@ -155,8 +155,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let gen_length = args.gen_length.unwrap_or(defaults.gen_length);
     let steps = args.steps.unwrap_or(defaults.steps);
     let temperature = args.temperature.unwrap_or(defaults.temperature);
-    let prompt = saved.tokenizer.encode(&args.prompt)?;
-    let limit = saved.config.max_position_embeddings;
+    let mut prompt = saved.prompt_prefix.clone();
+    prompt.extend(saved.tokenizer.encode(&args.prompt)?);
+    let limit = saved.context_length;
     if prompt.len().saturating_add(gen_length) > limit {
         bail!(
             "the prompt ({} tokens) plus --gen-length {gen_length} exceeds the model's maximum length {limit}; shorten the prompt or --gen-length",
@@ -196,7 +197,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         },
         step_policy: flowlm::sampler::StepPolicyChoice::load(&args.policy, &dir)?,
     };
-    let vocabulary = Vocabulary::for_tokenizer(&saved.tokenizer, saved.config.vocab_size);
+    let vocabulary = Vocabulary::for_tokenizer(&saved.tokenizer, saved.denoiser.vocab_size());
     let sampler = build_sampler(
         sampler_name,
         &settings,
@@ -205,7 +206,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     )?;
     let special = saved.tokenizer.special();
     let mut canvas = Canvas::new(&[prompt], gen_length, special.mask, special.pad)?;
-    let denoiser = saved.denoiser(&device);
+    let denoiser = &*saved.denoiser;
     let live = !args.no_live && !args.show_steps && std::io::stdout().is_terminal();
     let tokenizer = &saved.tokenizer;
     let mut stdout = std::io::stdout();
@@ -225,7 +226,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
     };
     let report = sampler.run(
-        &denoiser,
+        denoiser,
         &mut canvas,
         &mut rng_for(args.seed, 0),
         &mut observer,

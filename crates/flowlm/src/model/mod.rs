@@ -2,9 +2,12 @@
 //! Samplers see only this trait, so a test double with fixed logits can drive any of them.
 
 mod diffusion_transformer;
+pub mod families;
 mod initialization;
+pub mod open;
 pub mod saved;
 pub mod saved_defaults;
+pub mod weights;
 pub use initialization::seeded_init;
 
 pub use diffusion_transformer::{

@@ -315,7 +315,7 @@ pub fn canvas_tensors(
     (ids, positions, padding)
 }
 
-fn host_logits(logits: Tensor<3>) -> Result<Logits> {
+pub(crate) fn host_logits(logits: Tensor<3>) -> Result<Logits> {
     let [batch, length, vocab] = logits.dims();
     let values = logits
         .into_data()

@@ -1,0 +1,276 @@
+//! BERT masked language models (`model_type` "bert", `BertForMaskedLM`), decoded as masked
+//! diffusion models: the MLM head's logits at every slot are the denoiser's prediction.
+//! Names as transformers writes them (`bert.embeddings.*`, `bert.encoder.layer.N.*`,
+//! `cls.predictions.*`), old `gamma`/`beta` layer-norm names included; the decoder is tied to the
+//! word embeddings. Reference: transformers' `modeling_bert.py`.
+
+use super::layers::{LayerNorm, Linear, multi_head_attention};
+use crate::error::{FlowError, Result};
+use crate::model::weights::Weights;
+use burn::tensor::activation::gelu;
+use burn::tensor::{Bool, Device, Int, Tensor};
+use serde::Deserialize;
+
+/// `config.json` of a BERT checkpoint; keys FlowLM does not use are ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+}
+
+fn default_type_vocab_size() -> usize {
+    2
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+fn default_hidden_act() -> String {
+    "gelu".into()
+}
+
+impl BertConfig {
+    fn validate(&self) -> Result<()> {
+        let invalid = |message: String| FlowError::config("config.json", message);
+        if self.hidden_size == 0
+            || self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
+            return Err(invalid(format!(
+                "hidden_size {} must be a positive multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            )));
+        }
+        if self.hidden_act != "gelu" {
+            return Err(invalid(format!(
+                "hidden_act `{}`: FlowLM's BERT runs `gelu` (erf) only",
+                self.hidden_act
+            )));
+        }
+        if self.vocab_size == 0 || self.type_vocab_size == 0 {
+            return Err(invalid(
+                "vocab_size and type_vocab_size must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct BertLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+impl BertLayer {
+    fn new(config: &BertConfig, weights: &Weights, prefix: &str, device: &Device) -> Result<Self> {
+        let (h, i, eps) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.layer_norm_eps,
+        );
+        let linear = |name: &str, inputs, outputs| {
+            Linear::new(
+                weights,
+                &format!("{prefix}.{name}"),
+                inputs,
+                outputs,
+                true,
+                device,
+            )
+        };
+        Ok(Self {
+            query: linear("attention.self.query", h, h)?,
+            key: linear("attention.self.key", h, h)?,
+            value: linear("attention.self.value", h, h)?,
+            attention_output: linear("attention.output.dense", h, h)?,
+            attention_norm: LayerNorm::new(
+                weights,
+                &format!("{prefix}.attention.output.LayerNorm"),
+                h,
+                eps,
+                device,
+            )?,
+            intermediate: linear("intermediate.dense", h, i)?,
+            output: linear("output.dense", i, h)?,
+            output_norm: LayerNorm::new(
+                weights,
+                &format!("{prefix}.output.LayerNorm"),
+                h,
+                eps,
+                device,
+            )?,
+        })
+    }
+
+    /// Post-norm: x = LN(x + Attention(x)); x = LN(x + FFN(x)).
+    fn forward(&self, x: Tensor<3>, heads: usize, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let attended = multi_head_attention(
+            self.query.forward(x.clone()),
+            self.key.forward(x.clone()),
+            self.value.forward(x.clone()),
+            heads,
+            padding,
+        );
+        let x = self
+            .attention_norm
+            .forward(x + self.attention_output.forward(attended));
+        let inner = gelu(self.intermediate.forward(x.clone()));
+        self.output_norm.forward(x + self.output.forward(inner))
+    }
+}
+
+/// A BERT masked LM with its MLM head.
+pub struct BertMaskedLm {
+    pub config: BertConfig,
+    word_embeddings: Tensor<2>,
+    /// The tied decoder: the word embeddings transposed once, `[hidden, vocab]`.
+    decoder: Tensor<2>,
+    decoder_bias: Tensor<1>,
+    position_embeddings: Tensor<2>,
+    /// Segment 0's embedding (every slot of a single-segment input).
+    token_type: Tensor<1>,
+    embedding_norm: LayerNorm,
+    layers: Vec<BertLayer>,
+    transform: Linear,
+    transform_norm: LayerNorm,
+}
+
+impl BertMaskedLm {
+    pub fn new(config: BertConfig, weights: &Weights, device: &Device) -> Result<Self> {
+        config.validate()?;
+        // BertForMaskedLM prefixes the encoder with `bert.`; a bare BertModel export does not.
+        let base = if weights.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let (h, v, eps) = (config.hidden_size, config.vocab_size, config.layer_norm_eps);
+        let word_embeddings = weights.tensor(
+            &format!("{base}embeddings.word_embeddings.weight"),
+            [v, h],
+            device,
+        )?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|n| {
+                BertLayer::new(
+                    &config,
+                    weights,
+                    &format!("{base}encoder.layer.{n}"),
+                    device,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            decoder: word_embeddings.clone().transpose(),
+            decoder_bias: weights.tensor("cls.predictions.bias", [v], device)?,
+            position_embeddings: weights.tensor(
+                &format!("{base}embeddings.position_embeddings.weight"),
+                [config.max_position_embeddings, h],
+                device,
+            )?,
+            token_type: weights
+                .tensor(
+                    &format!("{base}embeddings.token_type_embeddings.weight"),
+                    [config.type_vocab_size, h],
+                    device,
+                )?
+                .slice([0..1, 0..h])
+                .reshape([h]),
+            embedding_norm: LayerNorm::new(
+                weights,
+                &format!("{base}embeddings.LayerNorm"),
+                h,
+                eps,
+                device,
+            )?,
+            layers,
+            transform: Linear::new(
+                weights,
+                "cls.predictions.transform.dense",
+                h,
+                h,
+                true,
+                device,
+            )?,
+            transform_norm: LayerNorm::new(
+                weights,
+                "cls.predictions.transform.LayerNorm",
+                h,
+                eps,
+                device,
+            )?,
+            word_embeddings,
+            config,
+        })
+    }
+
+    /// Logits `[B, L, vocab]` for token ids `[B, L]` at positions `[B, L]`; `padding` `[B, L]`
+    /// is true at slots no other slot may attend to.
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
+        let [batch, length] = ids.dims();
+        let hidden = self.config.hidden_size;
+        let gather = |table: &Tensor<2>, index: Tensor<2, Int>| {
+            table
+                .clone()
+                .select(0, index.reshape([batch * length]))
+                .reshape([batch, length, hidden])
+        };
+        let embedded = gather(&self.word_embeddings, ids)
+            + gather(&self.position_embeddings, positions)
+            + self.token_type.clone().unsqueeze();
+        let mut x = self.embedding_norm.forward(embedded);
+        for layer in &self.layers {
+            x = layer.forward(x, self.config.num_attention_heads, padding.clone());
+        }
+        let x = self.transform_norm.forward(gelu(self.transform.forward(x)));
+        x.matmul(self.decoder.clone().unsqueeze()) + self.decoder_bias.clone().unsqueeze()
+    }
+}
+
+impl super::Network for BertMaskedLm {
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn context_length(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+
+    fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
+        BertMaskedLm::forward(self, ids, positions, padding)
+    }
+}
+
+/// The family registry's constructor: `config` is the text of `config.json`.
+pub fn load(config: &str, weights: &Weights, device: &Device) -> Result<Box<dyn super::Network>> {
+    let config: BertConfig = serde_json::from_str(config)
+        .map_err(|e| FlowError::config("config.json", format!("not a BERT config: {e}")))?;
+    Ok(Box::new(BertMaskedLm::new(config, weights, device)?))
+}

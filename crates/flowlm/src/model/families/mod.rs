@@ -1,0 +1,76 @@
+//! Pretrained model families, loaded from checkpoint directories as the Hub ships them
+//! (`config.json`, safetensors weights, `tokenizer.json`) and decoded as masked diffusion
+//! models. One file per family; adding one is that file plus one line in [`FAMILIES`].
+
+pub mod bert;
+mod layers;
+
+use crate::canvas::Canvas;
+use crate::error::{FlowError, Result};
+use crate::model::saved::{canvas_tensors, host_logits};
+use crate::model::weights::Weights;
+use crate::model::{Denoiser, Logits};
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+/// A pretrained network that predicts every slot of a canvas.
+pub trait Network {
+    fn vocab_size(&self) -> usize;
+    /// The longest canvas its position table covers.
+    fn context_length(&self) -> usize;
+    /// Logits `[B, L, vocab]` for ids `[B, L]` at positions `[B, L]`.
+    fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3>;
+}
+
+/// One family: the `model_type` its `config.json` declares and how to build it.
+pub struct Family {
+    pub model_type: &'static str,
+    /// Whether a prompt starts with the tokenizer's beginning token (BERT's `[CLS]`).
+    pub starts_with_bos: bool,
+    pub load: fn(&str, &Weights, &Device) -> Result<Box<dyn Network>>,
+}
+
+/// The registry of pretrained families.
+pub const FAMILIES: &[Family] = &[Family {
+    model_type: "bert",
+    starts_with_bos: true,
+    load: bert::load,
+}];
+
+/// The family whose `model_type` is `name`, or an error listing the known ones.
+pub fn family(name: &str) -> Result<&'static Family> {
+    FAMILIES
+        .iter()
+        .find(|family| family.model_type == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = FAMILIES.iter().map(|f| f.model_type).collect();
+            FlowError::config(
+                "config.json model_type",
+                format!(
+                    "`{name}` is not a family FlowLM runs; known: {} (and FlowLM's own models, which carry flowlm.json)",
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
+/// A pretrained network as a [`Denoiser`] (time is ignored: these models read masks).
+pub struct NetworkDenoiser {
+    pub network: Box<dyn Network>,
+    pub device: Device,
+}
+
+impl Denoiser for NetworkDenoiser {
+    fn vocab_size(&self) -> usize {
+        self.network.vocab_size()
+    }
+
+    fn logits(&self, canvas: &Canvas, _time: Option<&[f32]>) -> Result<Logits> {
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        host_logits(self.network.forward(ids, positions.int(), padding))
+    }
+}
