@@ -204,8 +204,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         &saved.metadata.corruption,
         &vocabulary,
     )?;
-    let special = saved.tokenizer.special();
-    let mut canvas = Canvas::new(&[prompt], gen_length, special.mask, special.pad)?;
+    let ids = &saved.metadata;
+    let mut canvas = Canvas::new(&[prompt], gen_length, ids.mask_token_id, ids.pad_token_id)?;
     let denoiser = &*saved.denoiser;
     let live = !args.no_live && !args.show_steps && std::io::stdout().is_terminal();
     let tokenizer = &saved.tokenizer;

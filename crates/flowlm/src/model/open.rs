@@ -71,7 +71,10 @@ impl OpenedModel {
             });
         }
         let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
-        let special = tokenizer.special();
+        let mut special = tokenizer.special();
+        if let Some(mask) = network.mask_token_id() {
+            special.mask = mask;
+        }
         let vocab_size = network.vocab_size();
         // FlowLM adds a mask token to tokenizers without one; a pretrained network has no
         // embedding for it, so such a checkpoint cannot be decoded by unmasking.

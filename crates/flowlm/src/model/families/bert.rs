@@ -4,7 +4,7 @@
 //! `cls.predictions.*`), old `gamma`/`beta` layer-norm names included; the decoder is tied to the
 //! word embeddings. Reference: transformers' `modeling_bert.py`.
 
-use super::layers::{LayerNorm, Linear, multi_head_attention};
+use super::layers::{LayerNorm, Linear, attend, split_heads};
 use crate::error::{FlowError, Result};
 use crate::model::weights::Weights;
 use burn::tensor::activation::gelu;
@@ -121,11 +121,10 @@ impl BertLayer {
 
     /// Post-norm: x = LN(x + Attention(x)); x = LN(x + FFN(x)).
     fn forward(&self, x: Tensor<3>, heads: usize, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        let attended = multi_head_attention(
-            self.query.forward(x.clone()),
-            self.key.forward(x.clone()),
-            self.value.forward(x.clone()),
-            heads,
+        let attended = attend(
+            split_heads(self.query.forward(x.clone()), heads),
+            split_heads(self.key.forward(x.clone()), heads),
+            split_heads(self.value.forward(x.clone()), heads),
             padding,
         );
         let x = self

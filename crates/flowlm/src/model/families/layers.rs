@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::model::weights::Weights;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
 
 /// `x @ weight + bias`, weight stored `[in, out]`.
 pub struct Linear {
@@ -76,32 +76,101 @@ impl LayerNorm {
     }
 }
 
-/// Scaled dot-product attention over `heads` heads of `[B, L, hidden]` projections;
+/// `[B, L, heads * size]` -> `[B, heads, L, size]`.
+pub fn split_heads(t: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [batch, length, hidden] = t.dims();
+    t.reshape([batch, length, heads, hidden / heads])
+        .swap_dims(1, 2)
+}
+
+/// Scaled dot-product attention of `[B, H, L, size]` heads back to `[B, L, H * size]`;
 /// `key_padding` `[B, L]` is true where a key must not be attended to.
-pub fn multi_head_attention(
-    q: Tensor<3>,
-    k: Tensor<3>,
-    v: Tensor<3>,
-    heads: usize,
+pub fn attend(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
     key_padding: Option<Tensor<2, Bool>>,
 ) -> Tensor<3> {
-    let [batch, length, hidden] = q.dims();
-    let split = |t: Tensor<3>| {
-        t.reshape([batch, length, heads, hidden / heads])
-            .swap_dims(1, 2)
-    };
+    let [batch, heads, length, size] = q.dims();
     let mask = key_padding.map(|p| {
         p.reshape([batch, 1, 1, length])
             .expand([batch, heads, length, length])
     });
-    attention(
-        split(q),
-        split(k),
-        split(v),
-        mask,
-        None,
-        AttentionModuleOptions::default(),
-    )
-    .swap_dims(1, 2)
-    .reshape([batch, length, hidden])
+    attention(q, k, v, mask, None, AttentionModuleOptions::default())
+        .swap_dims(1, 2)
+        .reshape([batch, length, heads * size])
+}
+
+/// Root-mean-square normalisation with a learned scale (`prefix.weight`).
+pub struct RmsNorm {
+    weight: Tensor<1>,
+    epsilon: f64,
+}
+
+impl RmsNorm {
+    pub fn new(
+        weights: &Weights,
+        prefix: &str,
+        size: usize,
+        epsilon: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(Self {
+            weight: weights.tensor(&format!("{prefix}.weight"), [size], device)?,
+            epsilon,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let mean_square = x.clone().powi_scalar(2).mean_dim(2);
+        x / (mean_square + self.epsilon).sqrt() * self.weight.clone().unsqueeze()
+    }
+}
+
+/// Rotary position tables (rotate-half convention), built once for `length` positions.
+pub struct RotaryTables {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+impl RotaryTables {
+    pub fn new(head_size: usize, length: usize, theta: f64, device: &Device) -> Self {
+        let half = head_size / 2;
+        let mut angles = Vec::with_capacity(length * head_size);
+        for position in 0..length {
+            let row: Vec<f32> = (0..half)
+                .map(|i| (position as f64 / theta.powf(2.0 * i as f64 / head_size as f64)) as f32)
+                .collect();
+            angles.extend_from_slice(&row);
+            angles.extend_from_slice(&row);
+        }
+        let angles = Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(angles, [length, head_size]),
+            device,
+        );
+        Self {
+            cos: angles.clone().cos(),
+            sin: angles.sin(),
+        }
+    }
+
+    /// Rotates `[B, H, L, size]` heads by the angles of `positions` `[B, L]`.
+    pub fn apply(&self, x: Tensor<4>, positions: Tensor<2, Int>) -> Tensor<4> {
+        let [batch, _, length, size] = x.dims();
+        let rows = |table: &Tensor<2>| {
+            table
+                .clone()
+                .select(0, positions.clone().reshape([batch * length]))
+                .reshape([batch, 1, length, size])
+        };
+        let half = size / 2;
+        let first = x
+            .clone()
+            .slice([0..batch, 0..x.dims()[1], 0..length, 0..half]);
+        let second = x
+            .clone()
+            .slice([0..batch, 0..x.dims()[1], 0..length, half..size]);
+        let rotated = Tensor::cat(vec![second.neg(), first], 3);
+        x * rows(&self.cos) + rotated * rows(&self.sin)
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod bert;
 mod layers;
+pub mod llada;
 
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
@@ -17,6 +18,10 @@ pub trait Network {
     fn vocab_size(&self) -> usize;
     /// The longest canvas its position table covers.
     fn context_length(&self) -> usize;
+    /// The mask id `config.json` declares, when it does (it wins over the tokenizer's guess).
+    fn mask_token_id(&self) -> Option<u32> {
+        None
+    }
     /// Logits `[B, L, vocab]` for ids `[B, L]` at positions `[B, L]`.
     fn forward(
         &self,
@@ -35,11 +40,18 @@ pub struct Family {
 }
 
 /// The registry of pretrained families.
-pub const FAMILIES: &[Family] = &[Family {
-    model_type: "bert",
-    starts_with_bos: true,
-    load: bert::load,
-}];
+pub const FAMILIES: &[Family] = &[
+    Family {
+        model_type: "bert",
+        starts_with_bos: true,
+        load: bert::load,
+    },
+    Family {
+        model_type: "llada",
+        starts_with_bos: false,
+        load: llada::load,
+    },
+];
 
 /// The family whose `model_type` is `name`, or an error listing the known ones.
 pub fn family(name: &str) -> Result<&'static Family> {
