@@ -5,6 +5,7 @@ use flowlm::model::open::OpenedModel;
 use flowlm::random::rng_for;
 use flowlm::sampler::{Initialization, Remasking, SamplerSettings, StepEvent, build_sampler};
 use flowlm::tokenizer::Tokenizer;
+use flowlm::tokenizer::chat::{ChatTemplate, Message};
 use flowlm::vocabulary::Vocabulary;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -63,8 +64,12 @@ pub struct GenerateArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Text the answer continues
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", conflicts_with = "chat")]
     prompt: String,
+    /// A user message, wrapped in the model's chat template (tokenizer_config.json); only the
+    /// answer is printed
+    #[arg(long)]
+    chat: Option<String>,
     /// Sampler (default: the model's own, from flowlm.json)
     #[arg(long, value_enum)]
     sampler: Option<SamplerName>,
@@ -155,8 +160,31 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let gen_length = args.gen_length.unwrap_or(defaults.gen_length);
     let steps = args.steps.unwrap_or(defaults.steps);
     let temperature = args.temperature.unwrap_or(defaults.temperature);
-    let mut prompt = saved.prompt_prefix.clone();
-    prompt.extend(saved.tokenizer.encode(&args.prompt)?);
+    // What the answer is printed after: the prompt, or nothing in a chat.
+    let shown = if args.chat.is_some() {
+        ""
+    } else {
+        args.prompt.as_str()
+    };
+    let prompt = match &args.chat {
+        // The template writes its own beginning token.
+        Some(message) => {
+            let template = ChatTemplate::load(&dir)?;
+            let text = template.render(
+                &[Message {
+                    role: "user".into(),
+                    content: message.clone(),
+                }],
+                true,
+            )?;
+            saved.tokenizer.encode(&text)?
+        }
+        None => {
+            let mut ids = saved.prompt_prefix.clone();
+            ids.extend(saved.tokenizer.encode(&args.prompt)?);
+            ids
+        }
+    };
     let limit = saved.context_length;
     if prompt.len().saturating_add(gen_length) > limit {
         bail!(
@@ -216,11 +244,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
                 "step {:>3} [{} changed] {}{}",
                 event.step,
                 event.changes.len(),
-                args.prompt,
+                shown,
                 render(tokenizer, canvas)
             );
         } else if live {
-            let text = format!("{}{}", args.prompt, render(tokenizer, canvas)).replace('\n', "↵");
+            let text = format!("{shown}{}", render(tokenizer, canvas)).replace('\n', "↵");
             let _ = write!(stdout, "\r\x1b[2K{text}");
             let _ = stdout.flush();
         }
@@ -234,7 +262,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     if live {
         println!("\r\x1b[2K");
     }
-    println!("{}{}", args.prompt, tokenizer.decode(canvas.response(0))?);
+    println!("{shown}{}", tokenizer.decode(canvas.response(0))?);
     eprintln!(
         "[{} sampler: {} steps, {} forward passes]",
         sampler.name(),

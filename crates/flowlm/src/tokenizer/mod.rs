@@ -3,6 +3,7 @@
 //! simple char/word vocabularies of seed 002. Every tokenizer knows its special ids; a mask token
 //! is added when the vocabulary has none.
 
+pub mod chat;
 mod hf;
 mod simple;
 
