@@ -27,10 +27,17 @@ pub struct HfTokenizer {
 
 impl HfTokenizer {
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        let inner = HfInner::from_bytes(text.as_bytes()).map_err(|e| FlowError::Parse {
+        let invalid = |message: String| FlowError::Parse {
             path: path.to_path_buf(),
-            message: format!("not a valid Hugging Face tokenizer.json: {e}"),
-        })?;
+            message: format!("not a valid Hugging Face tokenizer.json: {message}"),
+        };
+        // The tokenizers crate unwraps some inner parse errors (its decoder deserializer panics
+        // on malformed JSON, found by tests/fuzz.rs): syntax is checked here first, and a panic
+        // on well-formed but wrong content still becomes this error.
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| invalid(e.to_string()))?;
+        let parsed = std::panic::catch_unwind(|| HfInner::from_bytes(text.as_bytes()))
+            .map_err(|_| invalid("the tokenizers crate could not read its content".into()))?;
+        let inner = parsed.map_err(|e| invalid(e.to_string()))?;
         Ok(Self::with_specials(inner))
     }
 

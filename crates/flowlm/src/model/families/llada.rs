@@ -76,6 +76,8 @@ impl LladaConfig {
                 "the head size d_model / n_heads must be even (rotary)".into(),
             ));
         }
+        crate::limits::within(self.max_sequence_length, 1, crate::limits::MAX_SEQUENCE)
+            .map_err(|m| invalid(format!("max_sequence_length {m}")))?;
         let kv = self.kv_heads();
         if kv == 0 || !heads.is_multiple_of(kv) {
             return Err(invalid(format!(
