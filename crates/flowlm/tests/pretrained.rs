@@ -262,3 +262,54 @@ fn llada_family_reproduces_the_same_network_under_llada_names() {
         }
     }
 }
+
+/// A small random ModernBERT (4 layers: full, sliding, sliding, full; a window of +-4 so the
+/// sliding layers matter on 16 slots) saved by transformers, and the logits transformers'
+/// `ModernBertForMaskedLM` computed for a left-padded batch (`tests/fixtures/modernbert-tiny`).
+#[test]
+fn modernbert_logits_match_transformers() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/modernbert-tiny");
+    let dir = common::scratch("modernbert");
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+    }
+    // Any tokenizer whose mask id is inside the 128-token vocabulary serves for logits.
+    std::fs::copy(
+        bert_tiny().join("tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let model = OpenedModel::open(&dir, &Device::flex()).unwrap();
+
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("expected_logits.json")).unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<Vec<u32>> = serde_json::from_value(expected["ids"].clone()).unwrap();
+    let padding: Vec<usize> = serde_json::from_value(expected["padding"].clone()).unwrap();
+    let logits: Vec<Vec<Vec<f32>>> = serde_json::from_value(expected["logits"].clone()).unwrap();
+    let width = ids[0].len();
+    let prompts: Vec<Vec<u32>> = ids
+        .iter()
+        .zip(&padding)
+        .map(|(row, &pad)| row[pad..width - 1].to_vec())
+        .collect();
+    // A canvas has at least one answer slot: the last column, set to its id below.
+    let mut canvas = Canvas::new(&prompts, 1, 103, 0).unwrap();
+    assert_eq!(canvas.width(), width);
+    assert_eq!(canvas.padding, padding);
+    for (row, ids) in ids.iter().enumerate() {
+        canvas.rows[row][width - 1] = ids[width - 1];
+    }
+    let actual = model.denoiser.logits(&canvas, None).unwrap();
+    for (row, &pad) in padding.iter().enumerate() {
+        for (slot, reference) in logits[row].iter().enumerate().skip(pad) {
+            for (a, e) in actual.at(row, slot).iter().zip(reference) {
+                assert!(
+                    (a - e).abs() <= 1e-3 * (1.0 + e.abs()),
+                    "row {row} slot {slot}: {a} vs transformers {e}"
+                );
+            }
+        }
+    }
+}

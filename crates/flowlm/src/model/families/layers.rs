@@ -41,11 +41,11 @@ impl Linear {
     }
 }
 
-/// Layer normalisation with a learned scale and shift. Old BERT checkpoints name them
-/// `gamma`/`beta`, newer ones `weight`/`bias`: both are read.
+/// Layer normalisation with a learned scale and an optional shift (ModernBERT has none). Old
+/// BERT checkpoints name them `gamma`/`beta`, newer ones `weight`/`bias`: both are read.
 pub struct LayerNorm {
     weight: Tensor<1>,
-    bias: Tensor<1>,
+    bias: Option<Tensor<1>>,
     epsilon: f64,
 }
 
@@ -62,17 +62,25 @@ impl LayerNorm {
         } else {
             ("weight", "bias")
         };
+        let shift = format!("{prefix}.{shift}");
         Ok(Self {
             weight: weights.tensor(&format!("{prefix}.{scale}"), [size], device)?,
-            bias: weights.tensor(&format!("{prefix}.{shift}"), [size], device)?,
+            bias: weights
+                .contains(&shift)
+                .then(|| weights.tensor(&shift, [size], device))
+                .transpose()?,
             epsilon,
         })
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let (variance, mean) = x.clone().var_mean_bias(2);
-        let normalized = (x - mean) / (variance + self.epsilon).sqrt();
-        normalized * self.weight.clone().unsqueeze() + self.bias.clone().unsqueeze()
+        let scaled =
+            (x - mean) / (variance + self.epsilon).sqrt() * self.weight.clone().unsqueeze();
+        match &self.bias {
+            Some(bias) => scaled + bias.clone().unsqueeze(),
+            None => scaled,
+        }
     }
 }
 
@@ -91,11 +99,20 @@ pub fn attend(
     v: Tensor<4>,
     key_padding: Option<Tensor<2, Bool>>,
 ) -> Tensor<3> {
+    let [batch, _, length, _] = q.dims();
+    let mask = key_padding.map(|p| p.reshape([batch, 1, 1, length]));
+    attend_masked(q, k, v, mask)
+}
+
+/// [`attend`] with any mask broadcastable to `[B, 1 or H, L, L]` (true = not attended).
+pub fn attend_masked(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Option<Tensor<4, Bool>>,
+) -> Tensor<3> {
     let [batch, heads, length, size] = q.dims();
-    let mask = key_padding.map(|p| {
-        p.reshape([batch, 1, 1, length])
-            .expand([batch, heads, length, length])
-    });
+    let mask = mask.map(|m| m.expand([batch, heads, length, length]));
     attention(q, k, v, mask, None, AttentionModuleOptions::default())
         .swap_dims(1, 2)
         .reshape([batch, length, heads * size])

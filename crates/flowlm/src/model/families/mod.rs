@@ -5,6 +5,7 @@
 pub mod bert;
 mod layers;
 pub mod llada;
+pub mod modernbert;
 
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
@@ -45,6 +46,11 @@ pub const FAMILIES: &[Family] = &[
         model_type: "bert",
         starts_with_bos: true,
         load: bert::load,
+    },
+    Family {
+        model_type: "modernbert",
+        starts_with_bos: true,
+        load: modernbert::load,
     },
     Family {
         model_type: "llada",
