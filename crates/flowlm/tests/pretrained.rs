@@ -263,13 +263,13 @@ fn llada_family_reproduces_the_same_network_under_llada_names() {
     }
 }
 
-/// A small random ModernBERT (4 layers: full, sliding, sliding, full; a window of +-4 so the
-/// sliding layers matter on 16 slots) saved by transformers, and the logits transformers'
-/// `ModernBertForMaskedLM` computed for a left-padded batch (`tests/fixtures/modernbert-tiny`).
-#[test]
-fn modernbert_logits_match_transformers() {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/modernbert-tiny");
-    let dir = common::scratch("modernbert");
+/// Checks a family against logits transformers computed for a left-padded batch on a small
+/// random checkpoint it saved (`tests/fixtures/NAME`, written by `benches/*_fixture.py`).
+fn check_fixture(name: &str) {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let dir = common::scratch(name);
     for file in ["config.json", "model.safetensors"] {
         std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
     }
@@ -307,9 +307,22 @@ fn modernbert_logits_match_transformers() {
             for (a, e) in actual.at(row, slot).iter().zip(reference) {
                 assert!(
                     (a - e).abs() <= 1e-3 * (1.0 + e.abs()),
-                    "row {row} slot {slot}: {a} vs transformers {e}"
+                    "{name} row {row} slot {slot}: {a} vs transformers {e}"
                 );
             }
         }
     }
+}
+
+/// ModernBERT: 4 layers (full, sliding, sliding, full) and a window of +-4, so the sliding
+/// layers matter on 16 slots.
+#[test]
+fn modernbert_logits_match_transformers() {
+    check_fixture("modernbert-tiny");
+}
+
+/// Dream: transformers' Qwen2 with a bidirectional mask, logits shifted right by one slot.
+#[test]
+fn dream_logits_match_transformers_qwen2() {
+    check_fixture("dream-tiny");
 }

@@ -118,6 +118,17 @@ pub fn attend_masked(
         .reshape([batch, length, heads * size])
 }
 
+/// Grouped-query attention: each of `[B, kv, L, size]`'s heads serves `heads / kv` query heads.
+pub fn repeat_heads(t: Tensor<4>, heads: usize) -> Tensor<4> {
+    let [batch, kv, length, size] = t.dims();
+    if kv == heads {
+        return t;
+    }
+    t.reshape([batch, kv, 1, length, size])
+        .expand([batch, kv, heads / kv, length, size])
+        .reshape([batch, heads, length, size])
+}
+
 /// Root-mean-square normalisation with a learned scale (`prefix.weight`).
 pub struct RmsNorm {
     weight: Tensor<1>,

@@ -5,7 +5,7 @@
 //! (`silu(ff_proj x) * up_proj x`), no causal mask; the output head is `ff_out` unless
 //! `weight_tying`. The mask id comes from `config.json` (126336 in the 8B models).
 
-use super::layers::{Linear, RmsNorm, RotaryTables, attend, split_heads};
+use super::layers::{Linear, RmsNorm, RotaryTables, attend, repeat_heads, split_heads};
 use crate::error::{FlowError, Result};
 use crate::model::weights::Weights;
 use burn::tensor::activation::silu;
@@ -164,17 +164,6 @@ impl LladaBlock {
             .down
             .forward(silu(self.gate.forward(h.clone())) * self.up.forward(h))
     }
-}
-
-/// Grouped-query attention: each of `[B, kv, L, size]`'s heads serves `heads / kv` query heads.
-fn repeat_heads(t: Tensor<4>, heads: usize) -> Tensor<4> {
-    let [batch, kv, length, size] = t.dims();
-    if kv == heads {
-        return t;
-    }
-    t.reshape([batch, kv, 1, length, size])
-        .expand([batch, kv, heads / kv, length, size])
-        .reshape([batch, heads, length, size])
 }
 
 /// A LLaDA mask predictor.

@@ -3,6 +3,7 @@
 //! models. One file per family; adding one is that file plus one line in [`FAMILIES`].
 
 pub mod bert;
+pub mod dream;
 mod layers;
 pub mod llada;
 pub mod modernbert;
@@ -51,6 +52,11 @@ pub const FAMILIES: &[Family] = &[
         model_type: "modernbert",
         starts_with_bos: true,
         load: modernbert::load,
+    },
+    Family {
+        model_type: "Dream",
+        starts_with_bos: false,
+        load: dream::load,
     },
     Family {
         model_type: "llada",
