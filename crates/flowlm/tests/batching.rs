@@ -2,7 +2,7 @@ use burn::tensor::Device;
 use flowlm::canvas::Canvas;
 use flowlm::model::{DiffusionTransformerConfig, ModelDenoiser, seeded_init, stable_parameter_ids};
 use flowlm::random::rng_for;
-use flowlm::sampler::{GreedySampler, LladaSampler, Sampler};
+use flowlm::sampler::{GreedySampler, LladaSampler, ParallelRule, Sampler};
 
 fn tiny_model() -> ModelDenoiser {
     let device = Device::flex();
@@ -25,6 +25,20 @@ fn a_padded_batch_gives_each_row_what_it_gives_alone() {
         Box::new(LladaSampler {
             steps: 8,
             block_length: 4,
+            ..Default::default()
+        }),
+        // Fast-dLLM's rules and early stop decide per row: a batch must not change them.
+        Box::new(LladaSampler {
+            steps: 8,
+            block_length: 4,
+            parallel: ParallelRule::Threshold(0.5),
+            end_tokens: vec![2],
+            ..Default::default()
+        }),
+        Box::new(LladaSampler {
+            steps: 8,
+            block_length: 4,
+            parallel: ParallelRule::Factor(1.0),
             ..Default::default()
         }),
     ];

@@ -5,8 +5,8 @@ use flowlm::canvas::Canvas;
 use flowlm::random::rng_for;
 use flowlm::sampler::llada_commit_schedule;
 use flowlm::sampler::{
-    ChangeKind, GreedySampler, LladaSampler, RemaskSampler, Remasking, Sampler, StepEvent,
-    filtered_distribution,
+    ChangeKind, GreedySampler, LladaSampler, ParallelRule, RemaskSampler, Remasking, Sampler,
+    StepEvent, filtered_distribution,
 };
 
 const MASK: u32 = 0;
@@ -313,4 +313,85 @@ fn sampler_defaults_carry_the_remasking_order() {
         serde_json::from_str(r#"{"sampler": "llada", "temperature": 0.8}"#).expect("parses");
     assert_eq!(older.remasking, Remasking::LowConfidence);
     assert!(serde_json::from_str::<SamplerDefaults>(r#"{"remasking": "sometimes"}"#).is_err());
+}
+
+/// ALGORITHMS.md, Fast-dLLM: threshold commits every confidence >= tau and at least the top one;
+/// factor accepts c_k while c_k >= 1 - f / (k + 1), c_1 always.
+#[test]
+fn parallel_rules_accept_what_the_formulas_say() {
+    let threshold = ParallelRule::Threshold(0.9);
+    assert_eq!(threshold.accepted(&[0.95, 0.92, 0.5]), 2);
+    assert_eq!(threshold.accepted(&[0.5, 0.4]), 1, "at least the top one");
+    assert_eq!(threshold.accepted(&[]), 0);
+    let factor = ParallelRule::Factor(1.0);
+    // k = 2: 0.8 >= 1 - 1/3; k = 3: 0.7 < 1 - 1/4.
+    assert_eq!(factor.accepted(&[0.9, 0.8, 0.7]), 2);
+    assert_eq!(factor.accepted(&[0.1, 0.05]), 1, "c_1 always");
+    // f = 3: bars 0, 0.25, 0.4 for k = 2, 3, 4.
+    assert_eq!(ParallelRule::Factor(3.0).accepted(&[0.9, 0.8, 0.7, 0.1]), 3);
+    assert_eq!(ParallelRule::Factor(3.0).accepted(&[0.9, 0.8, 0.7, 0.4]), 4);
+}
+
+/// Confident predictions (the double's are all above 0.99): the threshold rule fills each
+/// block in one step, with the tokens LLaDA's one-per-step schedule writes.
+#[test]
+fn the_threshold_rule_commits_whole_confident_blocks_per_step() {
+    let denoiser = FixedDenoiser::descending(VOCAB, 16);
+    let schedule = LladaSampler {
+        steps: 16,
+        block_length: 8,
+        ..Default::default()
+    };
+    let (reference, reference_events) = run(&schedule, &denoiser, &[vec![3]], 16, 0);
+    assert_eq!(reference_events.len(), 16);
+    let parallel = LladaSampler {
+        parallel: ParallelRule::Threshold(0.9),
+        ..schedule.clone()
+    };
+    let (canvas, events) = run(&parallel, &denoiser, &[vec![3]], 16, 0);
+    assert_eq!(events.len(), 2, "one step per block");
+    assert_eq!(events[0].changes.len(), 8);
+    assert_eq!(canvas.response(0), reference.response(0));
+    // Nothing reaches a threshold above every confidence: one commit per step.
+    let strict = LladaSampler {
+        parallel: ParallelRule::Threshold(1.0),
+        ..schedule.clone()
+    };
+    let (canvas, events) = run(&strict, &denoiser, &[vec![3]], 16, 0);
+    assert_eq!(events.len(), 16);
+    assert_eq!(canvas.response(0), reference.response(0));
+}
+
+/// Early stop: a block that decodes to end tokens only ends the answer; the next block is
+/// filled with the end token and never computed.
+#[test]
+fn early_stop_ends_the_answer_after_an_all_end_block() {
+    const END: u32 = 5;
+    let mut table = vec![vec![0.0; VOCAB]; 8];
+    for (i, row) in table.iter_mut().enumerate() {
+        row[if i < 4 { END as usize } else { 7 }] = 10.0;
+    }
+    let denoiser = FixedDenoiser::new(VOCAB, table);
+    let sampler = LladaSampler {
+        steps: 8,
+        block_length: 4,
+        end_tokens: vec![END],
+        ..Default::default()
+    };
+    let (canvas, events) = run(&sampler, &denoiser, &[vec![3]], 8, 0);
+    assert_eq!(canvas.response(0), &[END; 8]);
+    assert_eq!(events.len(), 4, "the second block ran no step");
+    assert_eq!(denoiser.calls.get(), 4);
+    let without = LladaSampler {
+        end_tokens: Vec::new(),
+        ..sampler
+    };
+    let (canvas, _) = run(
+        &without,
+        &FixedDenoiser::new(VOCAB, denoiser.table.clone()),
+        &[vec![3]],
+        8,
+        0,
+    );
+    assert_eq!(canvas.response(0), &[END, END, END, END, 7, 7, 7, 7]);
 }

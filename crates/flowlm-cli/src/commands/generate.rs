@@ -3,7 +3,9 @@ use clap::{Args, ValueEnum};
 use flowlm::canvas::Canvas;
 use flowlm::model::open::OpenedModel;
 use flowlm::random::rng_for;
-use flowlm::sampler::{Initialization, Remasking, SamplerSettings, StepEvent, build_sampler};
+use flowlm::sampler::{
+    Initialization, ParallelRule, Remasking, SamplerSettings, StepEvent, build_sampler,
+};
 use flowlm::tokenizer::Tokenizer;
 use flowlm::tokenizer::chat::{ChatTemplate, Message};
 use flowlm::vocabulary::Vocabulary;
@@ -103,6 +105,17 @@ pub struct GenerateArgs {
     /// llada: give end-of-text predictions -inf confidence so they are committed last
     #[arg(long)]
     suppress_eos: bool,
+    /// llada (Fast-dLLM): each step commits every masked slot of the block with confidence >=
+    /// this (at least one), instead of a fixed count; --steps is then a ceiling
+    #[arg(long, conflicts_with = "factor")]
+    threshold: Option<f64>,
+    /// llada (Fast-dLLM): each step accepts the k-th most confident slot while its confidence
+    /// >= 1 - f / (k + 1)
+    #[arg(long)]
+    factor: Option<f64>,
+    /// llada (Fast-dLLM): once a block is all end-of-text, end the answer there
+    #[arg(long)]
+    early_stop: bool,
     /// correct: replace a token whose own probability falls below this
     #[arg(long, default_value_t = 0.3)]
     edit_threshold: f64,
@@ -224,6 +237,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             InitName::Mixed => Initialization::Mixed { random_share: 0.5 },
         },
         step_policy: flowlm::sampler::StepPolicyChoice::load(&args.policy, &dir)?,
+        parallel: match (args.threshold, args.factor) {
+            (Some(tau), _) => ParallelRule::Threshold(tau),
+            (None, Some(f)) => ParallelRule::Factor(f),
+            (None, None) => ParallelRule::Schedule,
+        },
+        end_tokens: if args.early_stop {
+            vec![saved.metadata.eos_token_id]
+        } else {
+            Vec::new()
+        },
     };
     let vocabulary = Vocabulary::for_tokenizer(&saved.tokenizer, saved.denoiser.vocab_size());
     let sampler = build_sampler(

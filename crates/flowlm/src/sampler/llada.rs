@@ -1,5 +1,7 @@
 //! LLaDA's `generate`: semi-autoregressive blocks, a fixed number of commits per step, low-
-//! confidence or random remasking, classifier-free guidance, and Gumbel-max in float64.
+//! confidence or random remasking, classifier-free guidance, and Gumbel-max in float64; and
+//! Fast-dLLM's parallel rules (threshold, factor), which commit as many confident slots per step
+//! as the rule accepts, with an early stop once a row's block is all end tokens.
 
 use super::{Observer, Sampler, SamplerReport, StepEvent, commit, gumbel_argmax, predict};
 use crate::canvas::Canvas;
@@ -29,6 +31,42 @@ pub struct LladaSampler {
     /// suppression, which there only acts when T > 0; here it always acts). They are still
     /// committed when nothing else is left in the block.
     pub suppress_tokens: Vec<u32>,
+    /// How many slots a step commits: LLaDA's fixed schedule, or a Fast-dLLM rule.
+    pub parallel: ParallelRule,
+    /// Fast-dLLM's early stop: once a row's block holds only these tokens (EOS/EoT), the rest
+    /// of that row's answer is filled with the first of them and never computed. Empty: off.
+    pub end_tokens: Vec<u32>,
+}
+
+/// How many of a block's masked slots a step commits (ALGORITHMS.md, "Fast-dLLM").
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ParallelRule {
+    /// LLaDA: floor(M / s) + [i < M mod s] per step, `steps` steps per block.
+    #[default]
+    Schedule,
+    /// Every slot with confidence >= tau, and at least the most confident one.
+    Threshold(f64),
+    /// Sorted confidences c_1 >= c_2 >= ...: accept c_k while c_k >= 1 - f / (k + 1); c_1 always.
+    Factor(f64),
+}
+
+impl ParallelRule {
+    /// How many of `sorted` (confidences, highest first) a step commits under a parallel rule.
+    pub fn accepted(self, sorted: &[f64]) -> usize {
+        let accepted = match self {
+            ParallelRule::Schedule => 0,
+            ParallelRule::Threshold(tau) => sorted.iter().take_while(|&&c| c >= tau).count(),
+            ParallelRule::Factor(f) => {
+                1 + sorted
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .take_while(|&(i, &c)| c >= 1.0 - f / ((i + 1) as f64 + 1.0))
+                    .count()
+            }
+        };
+        accepted.max(1).min(sorted.len())
+    }
 }
 
 impl Default for LladaSampler {
@@ -40,6 +78,8 @@ impl Default for LladaSampler {
             remasking: Remasking::LowConfidence,
             cfg_scale: 0.0,
             suppress_tokens: Vec::new(),
+            parallel: ParallelRule::Schedule,
+            end_tokens: Vec::new(),
         }
     }
 }
@@ -106,6 +146,61 @@ impl LladaSampler {
         Ok((StepPrediction::Logits(logits), passes))
     }
 
+    /// The masked slots of `block` in `row` as (column, token, confidence, probability), most
+    /// confident first; slots outside the block are never candidates (-inf in the reference).
+    fn candidates(
+        &self,
+        prediction: &StepPrediction,
+        canvas: &Canvas,
+        row: usize,
+        block: std::ops::Range<usize>,
+        rng: &mut StdRng,
+    ) -> Vec<(usize, u32, f64, f64)> {
+        let mut candidates = Vec::new();
+        for column in block.filter(|&c| canvas.is_masked(row, c)) {
+            let (token, probability) = match prediction {
+                StepPrediction::Top(choices) => {
+                    let (token, probability) = choices.at(row, column);
+                    (token as usize, probability)
+                }
+                StepPrediction::Logits(logits) => {
+                    let l = logits.at(row, column);
+                    let token = gumbel_argmax(l, self.temperature, rng);
+                    (token, softmax(l)[token])
+                }
+            };
+            let mut confidence = match self.remasking {
+                Remasking::LowConfidence => probability,
+                Remasking::Random => rng.random::<f64>(),
+            };
+            if self.suppress_tokens.contains(&(token as u32)) {
+                confidence = f64::NEG_INFINITY;
+            }
+            candidates.push((column, token as u32, confidence, probability));
+        }
+        candidates.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        candidates
+    }
+
+    /// Early stop: a row whose finished block is all end tokens gets the rest of its answer
+    /// filled with the first end token. Each row decides alone, so a batch gives every row what
+    /// it gets alone.
+    fn end_finished_rows(&self, canvas: &mut Canvas, block: std::ops::Range<usize>) {
+        let Some(&fill) = self.end_tokens.first() else {
+            return;
+        };
+        for row in 0..canvas.batch() {
+            let ended = block
+                .clone()
+                .all(|c| self.end_tokens.contains(&canvas.rows[row][c]));
+            if ended {
+                for slot in &mut canvas.rows[row][block.end..] {
+                    *slot = fill;
+                }
+            }
+        }
+    }
+
     fn guided_logits(&self, denoiser: &dyn Denoiser, canvas: &Canvas) -> Result<(Logits, usize)> {
         let conditional = predict(denoiser, canvas, None)?;
         // The conditional side has the mask forbidden (-inf); that column is kept as is below
@@ -138,6 +233,12 @@ impl Sampler for LladaSampler {
         observer: &mut Observer<'_>,
     ) -> Result<SamplerReport> {
         let (blocks, steps_per_block) = self.plan(canvas.response_length())?;
+        if self.parallel != ParallelRule::Schedule && self.remasking == Remasking::Random {
+            return Err(FlowError::argument(
+                "--threshold/--factor",
+                "the parallel rules read the model's confidences; use --remasking low-confidence",
+            ));
+        }
         let mut report = SamplerReport::default();
         for block in 0..blocks {
             let start = canvas.response_start + block * self.block_length;
@@ -148,7 +249,16 @@ impl Sampler for LladaSampler {
                     commit_schedule(masked, steps_per_block)
                 })
                 .collect();
-            for step in 0..steps_per_block {
+            // A rule commits at least one slot per row and step, so a block ends within
+            // block_length steps.
+            let steps = match self.parallel {
+                ParallelRule::Schedule => steps_per_block,
+                _ => self.block_length,
+            };
+            for step in 0..steps {
+                if !(0..canvas.batch()).any(|row| (start..end).any(|c| canvas.is_masked(row, c))) {
+                    break;
+                }
                 let (prediction, passes) = self.predict_step(denoiser, canvas)?;
                 report.forward_passes += passes;
                 let mut event = StepEvent {
@@ -156,41 +266,22 @@ impl Sampler for LladaSampler {
                     changes: Vec::new(),
                 };
                 for (row, schedule) in schedules.iter().enumerate() {
-                    // Candidates: masked slots of the current block only; everything else
-                    // has confidence -inf in the reference and is never committed here.
-                    let mut candidates: Vec<(usize, u32, f64, f64)> = Vec::new();
-                    for column in start..end {
-                        if !canvas.is_masked(row, column) {
-                            continue;
+                    let candidates = self.candidates(&prediction, canvas, row, start..end, rng);
+                    let count = match self.parallel {
+                        ParallelRule::Schedule => schedule[step],
+                        rule => {
+                            let confidences: Vec<f64> = candidates.iter().map(|c| c.2).collect();
+                            rule.accepted(&confidences)
                         }
-                        let (token, probability) = match &prediction {
-                            StepPrediction::Top(choices) => {
-                                let (token, probability) = choices.at(row, column);
-                                (token as usize, probability)
-                            }
-                            StepPrediction::Logits(logits) => {
-                                let l = logits.at(row, column);
-                                let token = gumbel_argmax(l, self.temperature, rng);
-                                (token, softmax(l)[token])
-                            }
-                        };
-                        let mut confidence = match self.remasking {
-                            Remasking::LowConfidence => probability,
-                            Remasking::Random => rng.random::<f64>(),
-                        };
-                        if self.suppress_tokens.contains(&(token as u32)) {
-                            confidence = f64::NEG_INFINITY;
-                        }
-                        candidates.push((column, token as u32, confidence, probability));
-                    }
-                    candidates.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-                    for &(column, token, _, probability) in candidates.iter().take(schedule[step]) {
+                    };
+                    for &(column, token, _, probability) in candidates.iter().take(count) {
                         commit(canvas, &mut event, row, column, token, probability);
                     }
                 }
                 report.steps += 1;
                 observer(&event, canvas);
             }
+            self.end_finished_rows(canvas, start..end);
         }
         Ok(report)
     }

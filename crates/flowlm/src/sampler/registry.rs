@@ -38,6 +38,10 @@ pub struct SamplerSettings {
     pub initialization: Initialization,
     /// xflow: where the step sizes come from.
     pub step_policy: super::StepPolicyChoice,
+    /// llada: LLaDA's fixed commit schedule, or Fast-dLLM's threshold or factor rule.
+    pub parallel: super::ParallelRule,
+    /// llada: end a row's answer once a block is all of these (EOS/EoT); empty = off.
+    pub end_tokens: Vec<u32>,
 }
 
 impl Default for SamplerSettings {
@@ -56,6 +60,8 @@ impl Default for SamplerSettings {
             accept_threshold: 0.9,
             initialization: Initialization::Mask,
             step_policy: super::StepPolicyChoice::Heuristic,
+            parallel: super::ParallelRule::Schedule,
+            end_tokens: Vec::new(),
         }
     }
 }
@@ -80,7 +86,12 @@ impl SamplerSettings {
         flag(
             "--accept-threshold",
             finite_within(self.accept_threshold, 0.0, 1.0),
-        )
+        )?;
+        match self.parallel {
+            super::ParallelRule::Schedule => Ok(()),
+            super::ParallelRule::Threshold(tau) => flag("--threshold", finite_above(tau, 0.0, 1.0)),
+            super::ParallelRule::Factor(f) => flag("--factor", finite_above(f, 0.0, 100.0)),
+        }
     }
 }
 
@@ -132,6 +143,8 @@ pub fn build_sampler(
             remasking: s.remasking,
             cfg_scale: s.cfg_scale,
             suppress_tokens: s.suppress_tokens.clone(),
+            parallel: s.parallel,
+            end_tokens: s.end_tokens.clone(),
         }),
         "remask" => Box::new(RemaskSampler {
             steps: s.steps,
