@@ -121,6 +121,7 @@ fn samplers_are_deterministic_under_a_seed() {
             time_max: 1.0,
         },
         temperature: TemperatureAnnealing::default(),
+        view_scale: Default::default(),
     };
     let uniform = CorruptionConfig::Uniform { steps: 1000 };
     let flow = CorruptionConfig::MaskAndSubstitute {
@@ -186,6 +187,7 @@ fn duo_ends_with_the_greedy_prediction() {
             time_max: 1.0,
         },
         temperature: TemperatureAnnealing::default(),
+        view_scale: Default::default(),
     };
     let settings = SamplerSettings {
         steps: 4,

@@ -219,6 +219,7 @@ fn each_corruption_names_the_samplers_that_drive_it() {
     let duo = CorruptionConfig::GaussianSoft {
         parameterization: GaussianParameterization::default(),
         temperature: TemperatureAnnealing::default(),
+        view_scale: Default::default(),
     };
     assert!(duo.supports_sampler("duo"));
     assert!(!duo.supports_sampler("llada"));
@@ -229,4 +230,47 @@ fn each_corruption_names_the_samplers_that_drive_it() {
         toml::from_str("kind = \"mask_and_substitute\"\ncorruption_rate = 0.2").unwrap();
     assert_eq!(recipe.name(), "mask_and_substitute");
     assert!(toml::from_str::<CorruptionConfig>("kind = \"uniform\"\nstepz = 3").is_err());
+}
+
+/// Duo's rows are weighted by the configured view scale: with the default (the seed's intent)
+/// the least noisy row weighs most, with the literal formula the noisiest row does.
+#[test]
+fn gaussian_soft_weights_rows_by_the_configured_view_scale() {
+    use flowlm::objective::ViewScale;
+    let weights_by_row = |view_scale| {
+        let config = CorruptionConfig::GaussianSoft {
+            parameterization: GaussianParameterization::Seed {
+                time_min: 0.05,
+                time_max: 0.95,
+            },
+            temperature: TemperatureAnnealing::default(),
+            view_scale,
+        };
+        let batch = clean(8, 10);
+        let out = config
+            .build(&vocabulary())
+            .corrupt(&batch, &mut rng_for(3, 0));
+        (0..8)
+            .map(|row| (out.time[row] as f64, out.weights[row * 10] as f64))
+            .collect::<Vec<_>>()
+    };
+    for (view_scale, lightest_is_noisiest) in
+        [(ViewScale::Intent, true), (ViewScale::Literal, false)]
+    {
+        let rows = weights_by_row(view_scale);
+        let noisiest = rows.iter().max_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+        let quietest = rows.iter().min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+        assert_eq!(
+            noisiest.1 < quietest.1,
+            lightest_is_noisiest,
+            "{view_scale:?}: {rows:?}"
+        );
+        for &(t, w) in &rows {
+            let expected = view_scale.at(t, VOCAB) / 80.0;
+            assert!(
+                (w - expected).abs() < 1e-6 * expected.max(1e-9),
+                "{view_scale:?} t {t}: {w} vs {expected}"
+            );
+        }
+    }
 }

@@ -126,7 +126,7 @@ fn cosine_schedule_follows_its_formula() {
 
 #[test]
 fn symmetric_kl_and_view_scale_match_hand_computed_values() {
-    use flowlm::objective::{SYMMETRIC_KL_FLOOR, symmetric_kl_to_one_hot, view_scale};
+    use flowlm::objective::{SYMMETRIC_KL_FLOOR, ViewScale, symmetric_kl_to_one_hot};
     let device = Device::flex();
     // Two positions over 3 tokens: uniform logits with target 0, and logits (2, 0, 0) target 1.
     let logits = Tensor::<3>::from_data(
@@ -155,8 +155,30 @@ fn symmetric_kl_and_view_scale_match_hand_computed_values() {
         "{}",
         by_hand([third; 3], 0)
     );
-    // view scale t / (V (1 - t) + t).
-    assert!((view_scale(0.5, 3) - 0.25).abs() < 1e-12);
-    assert!((view_scale(0.1, 100) - 0.1 / 90.1).abs() < 1e-12);
-    assert_eq!(view_scale(1.0, 50), 1.0);
+    // The literal view scale t / (V (1 - t) + t).
+    let literal = |t, v| ViewScale::Literal.at(t, v);
+    assert!((literal(0.5, 3) - 0.25).abs() < 1e-12);
+    assert!((literal(0.1, 100) - 0.1 / 90.1).abs() < 1e-12);
+    assert_eq!(literal(1.0, 50), 1.0);
+    assert_eq!(literal(0.0, 50), 0.0);
+}
+
+/// The default view scale is the seed's stated intent: 1 at no noise, smaller as noise grows,
+/// V (1 - t) / (V (1 - t) + t); the literal formula stays available and is its complement.
+#[test]
+fn the_default_view_scale_is_one_at_no_noise_and_falls_with_noise() {
+    use flowlm::objective::ViewScale;
+    assert_eq!(ViewScale::default(), ViewScale::Intent);
+    let intent = |t| ViewScale::Intent.at(t, 100);
+    assert_eq!(intent(0.0), 1.0);
+    assert!((intent(0.1) - 90.0 / 90.1).abs() < 1e-12);
+    assert!((intent(0.5) - 50.0 / 50.5).abs() < 1e-12);
+    assert_eq!(intent(1.0), 0.0);
+    let mut previous = 1.0;
+    for step in 1..=100 {
+        let t = step as f64 / 100.0;
+        assert!(intent(t) < previous, "not falling at t = {t}");
+        assert!((intent(t) + ViewScale::Literal.at(t, 100) - 1.0).abs() < 1e-12);
+        previous = intent(t);
+    }
 }

@@ -6,7 +6,7 @@
 
 use super::{CleanBatch, CorruptedBatch, Corruption};
 use crate::model::{DenoiserInput, DiffusionTransformer, default_positions};
-use crate::objective::{symmetric_kl_to_one_hot, view_scale};
+use crate::objective::{ViewScale, symmetric_kl_to_one_hot};
 use crate::random::{StdRng, open_unit};
 use crate::schedule::Schedule;
 use crate::vocabulary::Vocabulary;
@@ -140,6 +140,7 @@ pub struct GaussianSoftCorruption {
     pub vocabulary: Vocabulary,
     pub parameterization: GaussianParameterization,
     pub temperature: TemperatureAnnealing,
+    pub view_scale: ViewScale,
 }
 
 /// Standard normal draw (Box-Muller on the host RNG, so corruption is reproducible).
@@ -184,11 +185,11 @@ impl GaussianSoftCorruption {
             if !clean.eligible[i] || self.vocabulary.is_special(token) {
                 weights[token as usize] = 1.0;
                 if clean.eligible[i] {
-                    out.weights[i] = (view_scale(times[row], vocab) / scored) as f32;
+                    out.weights[i] = (self.view_scale.at(times[row], vocab) / scored) as f32;
                 }
                 continue;
             }
-            out.weights[i] = (view_scale(times[row], vocab) / scored) as f32;
+            out.weights[i] = (self.view_scale.at(times[row], vocab) / scored) as f32;
             let (clean_scale, noise_scale) = self.parameterization.scales(times[row]);
             let logits = self.noisy_logits(token, clean_scale, noise_scale, rng);
             let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -142,6 +142,9 @@ pub enum CorruptionConfig {
         parameterization: GaussianParameterization,
         #[serde(default)]
         temperature: TemperatureAnnealing,
+        /// The per-row weight of the symmetric KL (recorded in the model's flowlm.json).
+        #[serde(default)]
+        view_scale: crate::objective::ViewScale,
     },
     /// No corruption: next-token prediction with a causal model (the autoregressive baseline).
     Autoregressive,
@@ -180,10 +183,12 @@ impl CorruptionConfig {
             CorruptionConfig::GaussianSoft {
                 parameterization,
                 temperature,
+                view_scale,
             } => Box::new(GaussianSoftCorruption {
                 vocabulary,
                 parameterization: *parameterization,
                 temperature: *temperature,
+                view_scale: *view_scale,
             }),
             CorruptionConfig::Autoregressive => Box::new(NextToken),
         }
@@ -215,6 +220,7 @@ impl CorruptionConfig {
             CorruptionConfig::GaussianSoft {
                 parameterization,
                 temperature,
+                ..
             } => {
                 match *parameterization {
                     GaussianParameterization::Seed { time_min, time_max } => {

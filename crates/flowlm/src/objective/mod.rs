@@ -56,10 +56,28 @@ pub fn symmetric_kl_to_one_hot(logits: Tensor<3>, targets: &[u32], device: &Devi
         .reshape([batch, length])
 }
 
-/// Seed 001's per-row scale of the symmetric KL, t / (V (1 - t) + t): rows with little noise
-/// (easy) count less, so the hardest rows do not dominate the gradient.
-pub fn view_scale(time: f64, vocab: usize) -> f64 {
-    time / (vocab as f64 * (1.0 - time) + time)
+/// How seed 001's symmetric KL weighs each row by its noise level t (ALGORITHMS.md, Duo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewScale {
+    /// The seed's stated intent: 1 at no noise and smaller for the noisiest rows,
+    /// V (1 - t) / (V (1 - t) + t), so that rows of every noise level count.
+    #[default]
+    Intent,
+    /// The formula the seed writes, t / (V (1 - t) + t): 0 at no noise, largest for the
+    /// noisiest rows (with it a model learns only the unigram distribution).
+    Literal,
+}
+
+impl ViewScale {
+    /// The weight of a row at noise level `time` over a vocabulary of `vocab` tokens.
+    pub fn at(self, time: f64, vocab: usize) -> f64 {
+        let clean = vocab as f64 * (1.0 - time);
+        match self {
+            ViewScale::Intent => clean / (clean + time),
+            ViewScale::Literal => time / (clean + time),
+        }
+    }
 }
 
 /// The default loss of a token-level corruption: weighted cross-entropy of the model's logits on
