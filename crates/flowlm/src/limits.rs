@@ -28,6 +28,16 @@ pub const MAX_TASK_EXAMPLES: usize = 10_000_000;
 /// Most trajectories per prompt in GRPO.
 pub const MAX_GROUP: usize = 1_024;
 
+/// A failed check as an error naming the config field (recipe, config.json, flowlm.json).
+pub fn field(name: &str, check: Result<(), String>) -> crate::Result<()> {
+    check.map_err(|message| crate::FlowError::config(name, message))
+}
+
+/// A failed check as an error naming the command-line flag.
+pub fn flag(name: &str, check: Result<(), String>) -> crate::Result<()> {
+    check.map_err(|message| crate::FlowError::argument(name, message))
+}
+
 /// `value` in `min..=max`.
 pub fn within<T: PartialOrd + Display>(value: T, min: T, max: T) -> Result<(), String> {
     if value >= min && value <= max {

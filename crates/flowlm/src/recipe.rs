@@ -204,10 +204,8 @@ impl Recipe {
     pub fn validate(&self) -> Result<()> {
         use crate::limits::{
             MAX_ACCUMULATION, MAX_BATCH, MAX_FEED_FORWARD, MAX_HIDDEN, MAX_LAYERS, MAX_SEQUENCE,
-            MAX_SHARDS, MAX_TRAINING_STEPS, MAX_VOCABULARY, finite_above, finite_within, within,
-        };
-        let field = |name: &str, check: std::result::Result<(), String>| {
-            check.map_err(|message| FlowError::config(name, message))
+            MAX_SHARDS, MAX_TRAINING_STEPS, MAX_VOCABULARY, field, finite_above, finite_within,
+            within,
         };
         let t = &self.training;
         let m = &self.model;

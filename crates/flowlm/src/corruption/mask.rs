@@ -25,10 +25,7 @@ pub enum TimeSampling {
 impl TimeSampling {
     /// Rates are shares of tokens: a fixed rate in (0, 1], a range 0 < min <= max <= 1.
     pub fn validate(&self) -> crate::Result<()> {
-        use crate::limits::{finite_above, finite_within};
-        let field = |name: &str, check: std::result::Result<(), String>| {
-            check.map_err(|message| crate::FlowError::config(name, message))
-        };
+        use crate::limits::{field, finite_above, finite_within};
         match *self {
             TimeSampling::Antithetic => Ok(()),
             TimeSampling::Fixed { rate } => {

@@ -196,10 +196,7 @@ impl CorruptionConfig {
 
     /// Every parameter against its range; errors name the `corruption.*` field.
     pub fn validate(&self) -> crate::Result<()> {
-        use crate::limits::{finite_above, finite_within, within};
-        let field = |name: &str, check: std::result::Result<(), String>| {
-            check.map_err(|message| crate::FlowError::config(name, message))
-        };
+        use crate::limits::{field, finite_above, finite_within, within};
         match self {
             CorruptionConfig::Mask { time } => time.validate(),
             CorruptionConfig::MaskAndSubstitute {

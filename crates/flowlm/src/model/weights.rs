@@ -6,18 +6,26 @@
 use crate::error::{FlowError, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use memmap2::Mmap;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorInfo};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
-/// The memory-mapped weight files of one checkpoint directory.
+/// The memory-mapped weight files of one checkpoint directory, their headers read once.
 pub struct Weights {
     files: Vec<(PathBuf, Mmap)>,
-    /// Tensor name -> index into `files`.
-    location: HashMap<String, usize>,
+    tensors: HashMap<String, Entry>,
+}
+
+/// Where one tensor lies: its file (index into `files`), dtype, shape and byte range.
+struct Entry {
+    file: usize,
+    info: TensorInfo,
+    /// Where the file's data section starts (after the 8-byte length and the header).
+    data_start: usize,
 }
 
 #[derive(serde::Deserialize)]
@@ -57,7 +65,7 @@ impl Weights {
             });
         };
         let mut files = Vec::new();
-        let mut location = HashMap::new();
+        let mut tensors = HashMap::new();
         for name in shard_names {
             let path = dir.join(&name);
             if !path.is_file() {
@@ -67,17 +75,24 @@ impl Weights {
                 });
             }
             let map = map_file(&path)?;
-            let tensors = SafeTensors::deserialize(&map).map_err(|e| header_error(&path, e))?;
-            for tensor in tensors.names() {
-                location.insert(tensor.to_string(), files.len());
+            // Validates every tensor's offsets against the file's length.
+            let (header, metadata) =
+                SafeTensors::read_metadata(&map).map_err(|e| header_error(&path, e))?;
+            for (tensor, info) in metadata.tensors() {
+                let entry = Entry {
+                    file: files.len(),
+                    info: info.clone(),
+                    data_start: 8 + header,
+                };
+                tensors.insert(tensor, entry);
             }
             files.push((path, map));
         }
-        Ok(Self { files, location })
+        Ok(Self { files, tensors })
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.location.contains_key(name)
+        self.tensors.contains_key(name)
     }
 
     /// The tensor `name`, checked against `shape`, as f32 on `device`.
@@ -87,24 +102,24 @@ impl Weights {
         shape: [usize; D],
         device: &Device,
     ) -> Result<Tensor<D>> {
-        let &file = self.location.get(name).ok_or_else(|| FlowError::Model {
+        let entry = self.tensors.get(name).ok_or_else(|| FlowError::Model {
             path: self.files.first().map(|f| f.0.clone()).unwrap_or_default(),
             message: format!("the checkpoint has no tensor `{name}`"),
         })?;
-        let (path, map) = &self.files[file];
-        let tensors = SafeTensors::deserialize(map).map_err(|e| header_error(path, e))?;
-        let view = tensors.tensor(name).map_err(|e| header_error(path, e))?;
-        if view.shape() != shape {
+        let (path, map) = &self.files[entry.file];
+        let info = &entry.info;
+        if info.shape != shape {
             return Err(FlowError::Model {
                 path: path.clone(),
                 message: format!(
                     "tensor `{name}` has shape {:?}; config.json implies {shape:?}",
-                    view.shape()
+                    info.shape
                 ),
             });
         }
-        let bytes = view.data();
-        let values: Vec<f32> = match view.dtype() {
+        let (begin, end) = info.data_offsets;
+        let bytes = &map[entry.data_start + begin..entry.data_start + end];
+        let values: Vec<f32> = match info.dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

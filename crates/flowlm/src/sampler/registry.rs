@@ -69,10 +69,7 @@ impl Default for SamplerSettings {
 impl SamplerSettings {
     /// Every setting against its range, naming the `flowlm generate` flag that sets it.
     pub fn validate(&self) -> Result<()> {
-        use crate::limits::{MAX_STEPS, finite_above, finite_within, within};
-        let flag = |name: &str, check: std::result::Result<(), String>| {
-            check.map_err(|message| FlowError::argument(name, message))
-        };
+        use crate::limits::{MAX_STEPS, finite_above, finite_within, flag, within};
         flag("--steps", within(self.steps, 1, MAX_STEPS))?;
         flag("--block-length", within(self.block_length, 1, usize::MAX))?;
         flag("--temperature", finite_within(self.temperature, 0.0, 100.0))?;

@@ -225,9 +225,9 @@ pub fn generate_split(
     test: usize,
     seed: u64,
 ) -> Result<(Vec<Example>, Vec<Example>)> {
-    use crate::limits::{MAX_TASK_EXAMPLES, within};
-    for (flag, count) in [("--train", train), ("--test", test)] {
-        within(count, 0, MAX_TASK_EXAMPLES).map_err(|m| FlowError::argument(flag, m))?;
+    use crate::limits::{MAX_TASK_EXAMPLES, flag, within};
+    for (name, count) in [("--train", train), ("--test", test)] {
+        flag(name, within(count, 0, MAX_TASK_EXAMPLES))?;
     }
     let mut seen = HashSet::new();
     let train_examples = distinct_examples(task, train, &mut rng_for(seed, 0), &mut seen)?;

@@ -135,8 +135,8 @@ pub fn gpt2_from_files(vocab: &Path, merges: &Path) -> Result<Tokenizer> {
 /// Trains a byte-level BPE with `vocab_size` entries (special tokens included) on `files`.
 pub fn train_byte_level_bpe(files: &[std::path::PathBuf], vocab_size: usize) -> Result<Tokenizer> {
     // 256 bytes plus the special tokens is the smallest byte-level vocabulary.
-    crate::limits::within(vocab_size, 300, crate::limits::MAX_VOCABULARY)
-        .map_err(|message| FlowError::argument("--vocab-size", message))?;
+    use crate::limits::{MAX_VOCABULARY, flag, within};
+    flag("--vocab-size", within(vocab_size, 300, MAX_VOCABULARY))?;
     for file in files {
         if !file.is_file() {
             return Err(FlowError::io(

@@ -54,10 +54,7 @@ impl Default for PolicyTrainingOptions {
 impl PolicyTrainingOptions {
     /// Every option against its range, naming the `flowlm train-policy` flag.
     pub fn validate(&self) -> Result<()> {
-        use crate::limits::{MAX_BATCH, MAX_GROUP, finite_above, finite_within, within};
-        let flag = |name: &str, check: std::result::Result<(), String>| {
-            check.map_err(|message| FlowError::argument(name, message))
-        };
+        use crate::limits::{MAX_BATCH, MAX_GROUP, finite_above, finite_within, flag, within};
         // GRPO's advantages compare trajectories of one prompt: a group needs two.
         flag("--group-size", within(self.group_size, 2, MAX_GROUP))?;
         flag("--prompts", within(self.prompts_per_batch, 1, MAX_BATCH))?;

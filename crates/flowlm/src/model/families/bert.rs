@@ -269,7 +269,6 @@ impl super::Network for BertMaskedLm {
 
 /// The family registry's constructor: `config` is the text of `config.json`.
 pub fn load(config: &str, weights: &Weights, device: &Device) -> Result<Box<dyn super::Network>> {
-    let config: BertConfig = serde_json::from_str(config)
-        .map_err(|e| FlowError::config("config.json", format!("not a BERT config: {e}")))?;
+    let config: BertConfig = super::parse_config(config, "BERT")?;
     Ok(Box::new(BertMaskedLm::new(config, weights, device)?))
 }

@@ -6,10 +6,9 @@
 //! `model.norm`, `lm_head` (or tied embeddings); q/k/v carry biases, grouped-query heads,
 //! rotary positions. The mask id comes from `config.json` (151666 in Dream 7B).
 
-use super::layers::{Linear, RmsNorm, RotaryTables, attend, repeat_heads, split_heads};
+use super::layers::{GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables};
 use crate::error::{FlowError, Result};
 use crate::model::weights::Weights;
-use burn::tensor::activation::silu;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::Deserialize;
 
@@ -46,85 +45,40 @@ impl DreamConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
+    fn heads(&self) -> HeadShape<'static> {
+        HeadShape {
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.kv_heads(),
+            keys: ["hidden_size", "num_attention_heads", "num_key_value_heads"],
+        }
+    }
+
     fn validate(&self) -> Result<()> {
-        let invalid = |message: String| FlowError::config("config.json", message);
-        let heads = self.num_attention_heads;
-        if heads == 0 || self.hidden_size == 0 || !self.hidden_size.is_multiple_of(heads) {
-            return Err(invalid(format!(
-                "hidden_size {} must be a positive multiple of num_attention_heads {heads}",
-                self.hidden_size
-            )));
-        }
-        if !(self.hidden_size / heads).is_multiple_of(2) {
-            return Err(invalid("the head size must be even (rotary)".into()));
-        }
-        let kv = self.kv_heads();
-        if kv == 0 || !heads.is_multiple_of(kv) {
-            return Err(invalid(format!(
-                "num_key_value_heads {kv} must divide num_attention_heads {heads}"
-            )));
-        }
+        self.heads().validate()?;
         crate::limits::within(self.max_position_embeddings, 1, crate::limits::MAX_SEQUENCE)
-            .map_err(|m| invalid(format!("max_position_embeddings {m}")))
+            .map_err(|m| FlowError::config("config.json", format!("max_position_embeddings {m}")))
     }
 }
 
-struct DreamLayer {
-    input_norm: RmsNorm,
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    output: Linear,
-    post_attention_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-}
-
-impl DreamLayer {
-    fn new(config: &DreamConfig, weights: &Weights, index: usize, device: &Device) -> Result<Self> {
-        let prefix = format!("model.layers.{index}");
-        let h = config.hidden_size;
-        let kv = config.kv_heads() * (h / config.num_attention_heads);
-        let i = config.intermediate_size;
-        let linear = |name: &str, inputs, outputs, bias| {
-            Linear::new(
-                weights,
-                &format!("{prefix}.{name}"),
-                inputs,
-                outputs,
-                bias,
-                device,
-            )
-        };
-        let norm = |name: &str| {
-            RmsNorm::new(
-                weights,
-                &format!("{prefix}.{name}"),
-                h,
-                config.rms_norm_eps,
-                device,
-            )
-        };
-        Ok(Self {
-            input_norm: norm("input_layernorm")?,
-            query: linear("self_attn.q_proj", h, h, true)?,
-            key: linear("self_attn.k_proj", h, kv, true)?,
-            value: linear("self_attn.v_proj", h, kv, true)?,
-            output: linear("self_attn.o_proj", h, h, false)?,
-            post_attention_norm: norm("post_attention_layernorm")?,
-            gate: linear("mlp.gate_proj", h, i, false)?,
-            up: linear("mlp.up_proj", h, i, false)?,
-            down: linear("mlp.down_proj", i, h, false)?,
-        })
-    }
-}
+/// Qwen2's names for a layer's tensors (`model.layers.N.*`).
+const LAYER_NAMES: GatedBlockNames = [
+    "input_layernorm",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "post_attention_layernorm",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
 
 /// A Dream denoiser network.
 pub struct DreamModel {
     pub config: DreamConfig,
     embeddings: Tensor<2>,
-    layers: Vec<DreamLayer>,
+    layers: Vec<GatedBlock>,
     final_norm: RmsNorm,
     /// `[hidden, vocab]`: `lm_head` transposed once, or the tied embeddings.
     head: Tensor<2>,
@@ -143,8 +97,20 @@ impl DreamModel {
                 .tensor("lm_head.weight", [v, h], device)?
                 .transpose()
         };
+        // Qwen2: biases on q/k/v only.
         let layers = (0..config.num_hidden_layers)
-            .map(|n| DreamLayer::new(&config, weights, n, device))
+            .map(|n| {
+                GatedBlock::new(
+                    weights,
+                    &format!("model.layers.{n}"),
+                    &LAYER_NAMES,
+                    &config.heads(),
+                    config.intermediate_size,
+                    config.rms_norm_eps,
+                    (true, false),
+                    device,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             final_norm: RmsNorm::new(weights, "model.norm", h, config.rms_norm_eps, device)?,
@@ -182,34 +148,13 @@ impl super::Network for DreamModel {
         padding: Option<Tensor<2, Bool>>,
     ) -> Tensor<3> {
         let [batch, length] = ids.dims();
-        let (heads, kv_heads) = (self.config.num_attention_heads, self.config.kv_heads());
         let mut x = self
             .embeddings
             .clone()
             .select(0, ids.reshape([batch * length]))
             .reshape([batch, length, self.config.hidden_size]);
         for layer in &self.layers {
-            let h = layer.input_norm.forward(x.clone());
-            let q = self.rotary.apply(
-                split_heads(layer.query.forward(h.clone()), heads),
-                positions.clone(),
-            );
-            let k = self.rotary.apply(
-                split_heads(layer.key.forward(h.clone()), kv_heads),
-                positions.clone(),
-            );
-            let v = split_heads(layer.value.forward(h), kv_heads);
-            let attended = attend(
-                q,
-                repeat_heads(k, heads),
-                repeat_heads(v, heads),
-                padding.clone(),
-            );
-            x = x.clone() + layer.output.forward(attended);
-            let h = layer.post_attention_norm.forward(x.clone());
-            x = x + layer
-                .down
-                .forward(silu(layer.gate.forward(h.clone())) * layer.up.forward(h));
+            x = layer.forward(x, &self.rotary, &positions, padding.clone());
         }
         let logits = self
             .final_norm
@@ -232,7 +177,6 @@ impl super::Network for DreamModel {
 
 /// The family registry's constructor: `config` is the text of `config.json`.
 pub fn load(config: &str, weights: &Weights, device: &Device) -> Result<Box<dyn super::Network>> {
-    let config: DreamConfig = serde_json::from_str(config)
-        .map_err(|e| FlowError::config("config.json", format!("not a Dream config: {e}")))?;
+    let config: DreamConfig = super::parse_config(config, "Dream")?;
     Ok(Box::new(DreamModel::new(config, weights, device)?))
 }

@@ -202,3 +202,119 @@ impl RotaryTables {
         x * rows(&self.cos) + rotated * rows(&self.sin)
     }
 }
+
+/// Head counts of a rotary attention layer and the config keys that set them (for errors).
+pub struct HeadShape<'a> {
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    /// Config keys of hidden size, heads and key/value heads, as the family's config names them.
+    pub keys: [&'a str; 3],
+}
+
+impl HeadShape<'_> {
+    /// Positive counts, heads dividing the width, an even head size (rotary), and key/value heads
+    /// dividing the query heads.
+    pub fn validate(&self) -> Result<()> {
+        let [hidden_key, heads_key, kv_key] = self.keys;
+        let invalid = |message: String| crate::error::FlowError::config("config.json", message);
+        let (hidden, heads, kv) = (self.hidden, self.heads, self.kv_heads);
+        if heads == 0 || hidden == 0 || !hidden.is_multiple_of(heads) {
+            return Err(invalid(format!(
+                "{hidden_key} {hidden} must be a positive multiple of {heads_key} {heads}"
+            )));
+        }
+        if !(hidden / heads).is_multiple_of(2) {
+            return Err(invalid(format!(
+                "the head size {hidden_key} / {heads_key} must be even (rotary)"
+            )));
+        }
+        if kv == 0 || !heads.is_multiple_of(kv) {
+            return Err(invalid(format!(
+                "{kv_key} {kv} must divide {heads_key} {heads}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoint names (after the layer prefix) of a [`GatedBlock`]'s nine tensors, in the order
+/// attention norm, query, key, value, attention output, feed-forward norm, gate, up, down.
+pub type GatedBlockNames = [&'static str; 9];
+
+/// A LLaMA-style block: RMSNorm, rotary grouped-query attention, RMSNorm, SwiGLU
+/// (`down(silu(gate x) * up x)`), both with residuals. LLaDA and Dream differ only in names
+/// and biases.
+pub struct GatedBlock {
+    attention_norm: RmsNorm,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    feed_forward_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    heads: usize,
+    kv_heads: usize,
+}
+
+impl GatedBlock {
+    /// `qkv_bias` for the query/key/value projections, `bias` for the other linears.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        weights: &Weights,
+        prefix: &str,
+        names: &GatedBlockNames,
+        shape: &HeadShape,
+        feed_forward: usize,
+        epsilon: f64,
+        (qkv_bias, bias): (bool, bool),
+        device: &Device,
+    ) -> Result<Self> {
+        let h = shape.hidden;
+        let kv = shape.kv_heads * (h / shape.heads);
+        let name = |i: usize| format!("{prefix}.{}", names[i]);
+        let linear = |i: usize, inputs, outputs, bias| {
+            Linear::new(weights, &name(i), inputs, outputs, bias, device)
+        };
+        Ok(Self {
+            attention_norm: RmsNorm::new(weights, &name(0), h, epsilon, device)?,
+            query: linear(1, h, h, qkv_bias)?,
+            key: linear(2, h, kv, qkv_bias)?,
+            value: linear(3, h, kv, qkv_bias)?,
+            output: linear(4, h, h, bias)?,
+            feed_forward_norm: RmsNorm::new(weights, &name(5), h, epsilon, device)?,
+            gate: linear(6, h, feed_forward, bias)?,
+            up: linear(7, h, feed_forward, bias)?,
+            down: linear(8, feed_forward, h, bias)?,
+            heads: shape.heads,
+            kv_heads: shape.kv_heads,
+        })
+    }
+
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rotary: &RotaryTables,
+        positions: &Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
+        let h = self.attention_norm.forward(x.clone());
+        let rotate = |t: Tensor<3>, heads| rotary.apply(split_heads(t, heads), positions.clone());
+        let q = rotate(self.query.forward(h.clone()), self.heads);
+        let k = rotate(self.key.forward(h.clone()), self.kv_heads);
+        let v = split_heads(self.value.forward(h), self.kv_heads);
+        let attended = attend(
+            q,
+            repeat_heads(k, self.heads),
+            repeat_heads(v, self.heads),
+            padding,
+        );
+        let x = x + self.output.forward(attended);
+        let h = self.feed_forward_norm.forward(x.clone());
+        x + self.down.forward(
+            burn::tensor::activation::silu(self.gate.forward(h.clone())) * self.up.forward(h),
+        )
+    }
+}

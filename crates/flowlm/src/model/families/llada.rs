@@ -5,10 +5,9 @@
 //! (`silu(ff_proj x) * up_proj x`), no causal mask; the output head is `ff_out` unless
 //! `weight_tying`. The mask id comes from `config.json` (126336 in the 8B models).
 
-use super::layers::{Linear, RmsNorm, RotaryTables, attend, repeat_heads, split_heads};
+use super::layers::{GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables};
 use crate::error::{FlowError, Result};
 use crate::model::weights::Weights;
-use burn::tensor::activation::silu;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::Deserialize;
 
@@ -62,115 +61,40 @@ impl LladaConfig {
             .max(self.vocab_size)
     }
 
+    fn heads(&self) -> HeadShape<'static> {
+        HeadShape {
+            hidden: self.d_model,
+            heads: self.n_heads,
+            kv_heads: self.kv_heads(),
+            keys: ["d_model", "n_heads", "n_kv_heads"],
+        }
+    }
+
     fn validate(&self) -> Result<()> {
-        let invalid = |message: String| FlowError::config("config.json", message);
-        let heads = self.n_heads;
-        if heads == 0 || self.d_model == 0 || !self.d_model.is_multiple_of(heads) {
-            return Err(invalid(format!(
-                "d_model {} must be a positive multiple of n_heads {heads}",
-                self.d_model
-            )));
-        }
-        if !(self.d_model / heads).is_multiple_of(2) {
-            return Err(invalid(
-                "the head size d_model / n_heads must be even (rotary)".into(),
-            ));
-        }
+        self.heads().validate()?;
         crate::limits::within(self.max_sequence_length, 1, crate::limits::MAX_SEQUENCE)
-            .map_err(|m| invalid(format!("max_sequence_length {m}")))?;
-        let kv = self.kv_heads();
-        if kv == 0 || !heads.is_multiple_of(kv) {
-            return Err(invalid(format!(
-                "n_kv_heads {kv} must divide n_heads {heads}"
-            )));
-        }
-        Ok(())
+            .map_err(|m| FlowError::config("config.json", format!("max_sequence_length {m}")))
     }
 }
 
-struct LladaBlock {
-    attention_norm: RmsNorm,
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_output: Linear,
-    feed_forward_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-}
-
-impl LladaBlock {
-    fn new(config: &LladaConfig, weights: &Weights, prefix: &str, device: &Device) -> Result<Self> {
-        let d = config.d_model;
-        let kv = config.kv_heads() * (d / config.n_heads);
-        let ff = config.mlp_hidden_size.unwrap_or(config.mlp_ratio * d);
-        let bias = config.include_bias;
-        let linear = |name: &str, inputs, outputs| {
-            Linear::new(
-                weights,
-                &format!("{prefix}.{name}"),
-                inputs,
-                outputs,
-                bias,
-                device,
-            )
-        };
-        let norm = |name: &str| {
-            RmsNorm::new(
-                weights,
-                &format!("{prefix}.{name}"),
-                d,
-                config.rms_norm_eps,
-                device,
-            )
-        };
-        Ok(Self {
-            attention_norm: norm("attn_norm")?,
-            query: linear("q_proj", d, d)?,
-            key: linear("k_proj", d, kv)?,
-            value: linear("v_proj", d, kv)?,
-            attention_output: linear("attn_out", d, d)?,
-            feed_forward_norm: norm("ff_norm")?,
-            gate: linear("ff_proj", d, ff)?,
-            up: linear("up_proj", d, ff)?,
-            down: linear("ff_out", ff, d)?,
-        })
-    }
-
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        config: &LladaConfig,
-        rotary: &RotaryTables,
-        positions: &Tensor<2, Int>,
-        padding: Option<Tensor<2, Bool>>,
-    ) -> Tensor<3> {
-        let (heads, kv_heads) = (config.n_heads, config.kv_heads());
-        let h = self.attention_norm.forward(x.clone());
-        let q = rotary.apply(
-            split_heads(self.query.forward(h.clone()), heads),
-            positions.clone(),
-        );
-        let k = rotary.apply(
-            split_heads(self.key.forward(h.clone()), kv_heads),
-            positions.clone(),
-        );
-        let v = split_heads(self.value.forward(h), kv_heads);
-        let (k, v) = (repeat_heads(k, heads), repeat_heads(v, heads));
-        let x = x + self.attention_output.forward(attend(q, k, v, padding));
-        let h = self.feed_forward_norm.forward(x.clone());
-        x + self
-            .down
-            .forward(silu(self.gate.forward(h.clone())) * self.up.forward(h))
-    }
-}
+/// LLaDA's names for a block's tensors (`model.transformer.blocks.N.*`).
+const BLOCK_NAMES: GatedBlockNames = [
+    "attn_norm",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "attn_out",
+    "ff_norm",
+    "ff_proj",
+    "up_proj",
+    "ff_out",
+];
 
 /// A LLaDA mask predictor.
 pub struct LladaModel {
     pub config: LladaConfig,
     embeddings: Tensor<2>,
-    blocks: Vec<LladaBlock>,
+    blocks: Vec<GatedBlock>,
     final_norm: RmsNorm,
     /// `[d_model, embedding rows]`: `ff_out` transposed, or the tied embeddings transposed.
     head: Tensor<2>,
@@ -189,12 +113,18 @@ impl LladaModel {
                 .tensor("model.transformer.ff_out.weight", [rows, d], device)?
                 .transpose()
         };
+        let feed_forward = config.mlp_hidden_size.unwrap_or(config.mlp_ratio * d);
+        let bias = config.include_bias;
         let blocks = (0..config.n_layers)
             .map(|n| {
-                LladaBlock::new(
-                    &config,
+                GatedBlock::new(
                     weights,
                     &format!("model.transformer.blocks.{n}"),
+                    &BLOCK_NAMES,
+                    &config.heads(),
+                    feed_forward,
+                    config.rms_norm_eps,
+                    (bias, bias),
                     device,
                 )
             })
@@ -247,7 +177,7 @@ impl super::Network for LladaModel {
             .select(0, ids.reshape([batch * length]))
             .reshape([batch, length, self.config.d_model]);
         for block in &self.blocks {
-            x = block.forward(x, &self.config, &self.rotary, &positions, padding.clone());
+            x = block.forward(x, &self.rotary, &positions, padding.clone());
         }
         self.final_norm
             .forward(x)
@@ -257,7 +187,6 @@ impl super::Network for LladaModel {
 
 /// The family registry's constructor: `config` is the text of `config.json`.
 pub fn load(config: &str, weights: &Weights, device: &Device) -> Result<Box<dyn super::Network>> {
-    let config: LladaConfig = serde_json::from_str(config)
-        .map_err(|e| FlowError::config("config.json", format!("not a LLaDA config: {e}")))?;
+    let config: LladaConfig = super::parse_config(config, "LLaDA")?;
     Ok(Box::new(LladaModel::new(config, weights, device)?))
 }

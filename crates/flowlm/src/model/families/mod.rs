@@ -65,6 +65,12 @@ pub const FAMILIES: &[Family] = &[
     },
 ];
 
+/// A family's `config.json` text as its config struct; `family` names it in the error.
+fn parse_config<C: serde::de::DeserializeOwned>(text: &str, family: &str) -> Result<C> {
+    serde_json::from_str(text)
+        .map_err(|e| FlowError::config("config.json", format!("not a {family} config: {e}")))
+}
+
 /// The family whose `model_type` is `name`, or an error listing the known ones.
 pub fn family(name: &str) -> Result<&'static Family> {
     FAMILIES

@@ -9,7 +9,7 @@
 //! and `global_attn_every_n_layers` + `global_rope_theta` / `local_rope_theta` (the originals).
 //! Reference: transformers' `modeling_modernbert.py`.
 
-use super::layers::{LayerNorm, Linear, RotaryTables, attend_masked, split_heads};
+use super::layers::{HeadShape, LayerNorm, Linear, RotaryTables, attend_masked, split_heads};
 use crate::error::{FlowError, Result};
 use crate::model::weights::Weights;
 use burn::tensor::activation::gelu;
@@ -104,16 +104,13 @@ impl ModernBertConfig {
 
     fn validate(&self) -> Result<()> {
         let invalid = |message: String| FlowError::config("config.json", message);
-        let heads = self.num_attention_heads;
-        if heads == 0 || self.hidden_size == 0 || !self.hidden_size.is_multiple_of(heads) {
-            return Err(invalid(format!(
-                "hidden_size {} must be a positive multiple of num_attention_heads {heads}",
-                self.hidden_size
-            )));
+        HeadShape {
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.num_attention_heads,
+            keys: ["hidden_size", "num_attention_heads", "num_attention_heads"],
         }
-        if !(self.hidden_size / heads).is_multiple_of(2) {
-            return Err(invalid("the head size must be even (rotary)".into()));
-        }
+        .validate()?;
         crate::limits::within(self.max_position_embeddings, 1, crate::limits::MAX_SEQUENCE)
             .map_err(|m| invalid(format!("max_position_embeddings {m}")))?;
         for (name, activation) in [
@@ -318,7 +315,6 @@ impl super::Network for ModernBertMaskedLm {
 
 /// The family registry's constructor: `config` is the text of `config.json`.
 pub fn load(config: &str, weights: &Weights, device: &Device) -> Result<Box<dyn super::Network>> {
-    let config: ModernBertConfig = serde_json::from_str(config)
-        .map_err(|e| FlowError::config("config.json", format!("not a ModernBERT config: {e}")))?;
+    let config: ModernBertConfig = super::parse_config(config, "ModernBERT")?;
     Ok(Box::new(ModernBertMaskedLm::new(config, weights, device)?))
 }
