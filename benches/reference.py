@@ -140,15 +140,17 @@ def load_weights(model, path):
         size = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(size))
         data = f.read()
-    if any(v["dtype"] != "F32" for k, v in header.items() if k != "__metadata__"):
-        sys.exit("error: the reference reads f32 checkpoints only")
+    # Half-precision files are widened to f32, as FlowLM's loader does.
+    dtypes = {"F32": np.float32, "F16": np.float16}
     tensors = {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue
+        if entry["dtype"] not in dtypes:
+            sys.exit(f"error: tensor {name} is {entry['dtype']}; the reference reads F32 and F16")
         start, end = entry["data_offsets"]
-        array = np.frombuffer(data[start:end], dtype=np.float32).reshape(entry["shape"])
-        tensors[name] = torch.from_numpy(array.copy())
+        array = np.frombuffer(data[start:end], dtype=dtypes[entry["dtype"]]).reshape(entry["shape"])
+        tensors[name] = torch.from_numpy(array.astype(np.float32))
     state = {}
     for name, value in tensors.items():
         key = name.replace(".Rms.", ".").replace("feed_forward.Swiglu.", "")
