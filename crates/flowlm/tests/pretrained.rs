@@ -163,85 +163,8 @@ fn weights_widen_half_precision_and_name_what_they_refuse() {
 #[test]
 fn llada_family_reproduces_the_same_network_under_llada_names() {
     use flowlm::model::SavedModel;
-    use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
-    let dir = common::scratch("llada");
-    let bytes = std::fs::read(root.join("model.safetensors")).unwrap();
-    let source = SafeTensors::deserialize(&bytes).unwrap();
-    let mut converted: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, view) in source.tensors() {
-        let rename = |n: &str| -> (String, bool) {
-            let blocks = |rest: &str| format!("model.transformer.blocks.{rest}");
-            let parts: Vec<&str> = n.split('.').collect();
-            match parts.as_slice() {
-                ["embed_tokens", "weight"] => ("model.transformer.wte.weight".into(), false),
-                ["final_norm", "Rms", "gamma"] => ("model.transformer.ln_f.weight".into(), false),
-                ["layers", i, "attention_norm", "Rms", "gamma"] => {
-                    (blocks(&format!("{i}.attn_norm.weight")), false)
-                }
-                ["layers", i, "feed_forward_norm", "Rms", "gamma"] => {
-                    (blocks(&format!("{i}.ff_norm.weight")), false)
-                }
-                ["layers", i, "feed_forward", "Swiglu", part, "weight"] => {
-                    let to = match *part {
-                        "gate" => "ff_proj",
-                        "up" => "up_proj",
-                        _ => "ff_out",
-                    };
-                    (blocks(&format!("{i}.{to}.weight")), true)
-                }
-                ["layers", i, part, "weight"] => {
-                    let to = match *part {
-                        "query" => "q_proj",
-                        "key" => "k_proj",
-                        "value" => "v_proj",
-                        _ => "attn_out",
-                    };
-                    (blocks(&format!("{i}.{to}.weight")), true)
-                }
-                _ => panic!("unexpected tensor {n}"),
-            }
-        };
-        let (new_name, transpose) = rename(&name);
-        let shape = view.shape().to_vec();
-        let data = view.data().to_vec();
-        let (shape, data) = if transpose {
-            let (rows, columns) = (shape[0], shape[1]);
-            let size = data.len() / (rows * columns);
-            let mut out = vec![0u8; data.len()];
-            for r in 0..rows {
-                for c in 0..columns {
-                    let from = (r * columns + c) * size;
-                    let to = (c * rows + r) * size;
-                    out[to..to + size].copy_from_slice(&data[from..from + size]);
-                }
-            }
-            (vec![columns, rows], out)
-        } else {
-            (shape, data)
-        };
-        converted.push((new_name, view.dtype(), shape, data));
-    }
-    let views: Vec<(String, TensorView)> = converted
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    std::fs::write(
-        dir.join("model.safetensors"),
-        safetensors::serialize(views, None).unwrap(),
-    )
-    .unwrap();
-    std::fs::copy(root.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        r#"{"model_type": "llada", "architectures": ["LLaDAModelLM"], "d_model": 384,
-            "n_heads": 6, "n_kv_heads": 6, "n_layers": 8, "mlp_hidden_size": 1024,
-            "vocab_size": 4096, "embedding_size": 4096, "max_sequence_length": 256,
-            "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "weight_tying": true,
-            "include_bias": false, "mask_token_id": 1, "activation_type": "silu"}"#,
-    )
-    .unwrap();
-
+    let root = common::default_model_dir();
+    let dir = common::llada_checkpoint("llada");
     let device = Device::flex();
     let llada = OpenedModel::open(&dir, &device).unwrap();
     let ours = SavedModel::load(&root, &device).unwrap();

@@ -1,6 +1,7 @@
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use flowlm::canvas::Canvas;
+use flowlm::model::CacheMode;
 use flowlm::model::open::OpenedModel;
 use flowlm::random::rng_for;
 use flowlm::sampler::{
@@ -116,6 +117,12 @@ pub struct GenerateArgs {
     /// llada (Fast-dLLM): once a block is all end-of-text, end the answer there
     #[arg(long)]
     early_stop: bool,
+    /// llada (Fast-dLLM): key/value cache. `prefix`: each block's first step runs the whole
+    /// canvas and caches everything before the block, later steps run the block and what
+    /// follows; `dual`: later steps run the block alone. Needs --temperature 0
+    #[arg(long, default_value = "none",
+          value_parser = clap::builder::PossibleValuesParser::new(CacheMode::NAMES))]
+    cache: String,
     /// correct: replace a token whose own probability falls below this
     #[arg(long, default_value_t = 0.3)]
     edit_threshold: f64,
@@ -247,6 +254,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         } else {
             Vec::new()
         },
+        cache: CacheMode::parse(&args.cache).context("--cache")?,
     };
     let vocabulary = Vocabulary::for_tokenizer(&saved.tokenizer, saved.denoiser.vocab_size());
     let sampler = build_sampler(

@@ -3,6 +3,7 @@
 //! position. Generic over the burn backend through burn's device dispatch: the same code runs on
 //! Flex (CPU) and Vulkan (GPU).
 
+use super::kv_cache::{CachePass, KvCache, KvPair};
 use crate::error::{FlowError, Result};
 use burn::module::Module;
 use burn::nn::{
@@ -309,12 +310,15 @@ struct Rotary {
 }
 
 impl TransformerBlock {
+    /// The block on `x` (the columns a pass computes); also returns the keys/values it attended
+    /// to, which a recording pass keeps. `cache` is the pass and this layer's index.
     fn forward(
         &self,
         x: Tensor<3>,
         rotary: Option<&Rotary>,
         mask: Option<Tensor<4, Bool>>,
-    ) -> Tensor<3> {
+        cache: Option<(&CachePass, usize)>,
+    ) -> (Tensor<3>, KvPair) {
         let [batch, length, hidden] = x.dims();
         let head = hidden / self.num_heads;
         let h = self.attention_norm.forward(x.clone());
@@ -329,18 +333,31 @@ impl TransformerBlock {
             q = apply_rotary(q, r);
             k = apply_rotary(k, r);
         }
+        let fresh = KvPair { keys: k, values: v };
+        let attended = match cache {
+            Some((pass, layer)) => pass.attended(layer, fresh),
+            None => fresh,
+        };
+        let keys = attended.keys.dims()[2];
         // burn's attention op: a fused kernel on the CPU backend without autodiff (sampling),
         // the same computation from plain operators under autodiff (training). The mask is
         // expanded to every head (a view), as the operator's fallback expects.
-        let mask = mask.map(|m| m.expand([batch, self.num_heads, length, length]));
-        let attended = attention(q, k, v, mask, None, AttentionModuleOptions::default())
-            .swap_dims(1, 2)
-            .reshape([batch, length, hidden]);
-        let x = x + self.output.forward(attended);
+        let mask = mask.map(|m| m.expand([batch, self.num_heads, length, keys]));
+        let output = attention(
+            q,
+            attended.keys.clone(),
+            attended.values.clone(),
+            mask,
+            None,
+            AttentionModuleOptions::default(),
+        )
+        .swap_dims(1, 2)
+        .reshape([batch, length, hidden]);
+        let x = x + self.output.forward(output);
         let f = self
             .feed_forward
             .forward(self.feed_forward_norm.forward(x.clone()));
-        x + f
+        (x + f, attended)
     }
 }
 
@@ -405,29 +422,77 @@ impl DiffusionTransformer {
         time: Option<Tensor<1>>,
         key_padding: Option<Tensor<2, Bool>>,
     ) -> Tensor<3> {
+        let x = self.input_states(input, &positions, time);
+        self.run_layers(x, positions, key_padding, None).0
+    }
+
+    /// Hidden states of the columns `pass` computes, and every layer's keys/values (what a
+    /// recording pass keeps). `ids`, `positions` and `key_padding` span the whole canvas; no
+    /// time embedding (the samplers that cache read masks).
+    pub fn cached_hidden_states(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2>,
+        key_padding: Option<Tensor<2, Bool>>,
+        pass: &CachePass,
+    ) -> (Tensor<3>, KvCache) {
+        let [batch, width] = ids.dims();
+        let columns = pass.columns(width);
+        let ids = ids.slice([0..batch, columns.clone()]);
+        let positions = positions.slice([0..batch, columns]);
+        let x = self.input_states(DenoiserInput::Tokens(ids), &positions, None);
+        self.run_layers(x, positions, key_padding, Some(pass))
+    }
+
+    /// Token (or given) embeddings plus the time embedding and, without rotary, the fixed
+    /// positional table.
+    fn input_states(
+        &self,
+        input: DenoiserInput,
+        positions: &Tensor<2>,
+        time: Option<Tensor<1>>,
+    ) -> Tensor<3> {
         let mut x = match input {
             DenoiserInput::Tokens(ids) => self.embed_tokens.forward(ids),
             DenoiserInput::Embeddings(e) => e,
         };
-        let [batch, length, hidden] = x.dims();
-        let device = x.device();
+        let [batch, _, hidden] = x.dims();
         if let (Some(te), Some(t)) = (&self.time_embedding, time) {
             // t in [0,1] is scaled to seed 002's 0..1000 step range before the sin/cos features.
             let features = sinusoidal(t.mul_scalar(1000.0).reshape([batch, 1]), hidden);
             let e = te.second.forward(silu(te.first.forward(features)));
             x = x + e.reshape([batch, 1, hidden]);
         }
-        let rotary = if self.rope {
-            Some(self.rotary_tables(positions))
-        } else {
-            x = x + sinusoidal_positions(positions, hidden);
-            None
-        };
-        let mask = self.attention_mask(batch, length, key_padding, &device);
-        for layer in &self.layers {
-            x = layer.forward(x, rotary.as_ref(), mask.clone());
+        if !self.rope {
+            x = x + sinusoidal_positions(positions.clone(), hidden);
         }
-        self.final_norm.forward(x)
+        x
+    }
+
+    /// The layers and the final norm on `x` (the columns `pass` computes, all without one);
+    /// `key_padding` spans every key.
+    fn run_layers(
+        &self,
+        mut x: Tensor<3>,
+        positions: Tensor<2>,
+        key_padding: Option<Tensor<2, Bool>>,
+        pass: Option<&CachePass>,
+    ) -> (Tensor<3>, KvCache) {
+        let [batch, length, _] = x.dims();
+        let device = x.device();
+        let keys = pass.map_or(length, |p| p.key_length(length));
+        let rotary = self.rope.then(|| self.rotary_tables(positions));
+        let mask = self.attention_mask(batch, length, keys, key_padding, &device);
+        let mut cache = KvCache::default();
+        for (index, layer) in self.layers.iter().enumerate() {
+            let (next, attended) =
+                layer.forward(x, rotary.as_ref(), mask.clone(), pass.map(|p| (p, index)));
+            x = next;
+            if matches!(pass, Some(CachePass::Record)) {
+                cache.layers.push(attended);
+            }
+        }
+        (self.final_norm.forward(x), cache)
     }
 
     /// The output head on rows of hidden states: `[N, hidden]` -> logits `[N, V]`. One 2-D
@@ -484,27 +549,30 @@ impl DiffusionTransformer {
         }
     }
 
+    /// True where a query (`queries` of them) must not see a key (`keys`): padding keys, and
+    /// future keys in a causal model (whose passes always compute every column).
     fn attention_mask(
         &self,
         batch: usize,
-        length: usize,
+        queries: usize,
+        keys: usize,
         key_padding: Option<Tensor<2, Bool>>,
         device: &Device,
     ) -> Option<Tensor<4, Bool>> {
         let padding = key_padding.map(|p| {
-            p.reshape([batch, 1, 1, length])
-                .expand([batch, 1, length, length])
+            p.reshape([batch, 1, 1, keys])
+                .expand([batch, 1, queries, keys])
         });
         let causal = self.causal.then(|| {
-            let mut future = vec![false; length * length];
-            for i in 0..length {
-                for j in i + 1..length {
-                    future[i * length + j] = true;
+            let mut future = vec![false; queries * keys];
+            for i in 0..queries {
+                for j in i + 1..keys {
+                    future[i * keys + j] = true;
                 }
             }
-            Tensor::<2, Bool>::from_data(TensorData::new(future, [length, length]), device)
-                .reshape([1, 1, length, length])
-                .expand([batch, 1, length, length])
+            Tensor::<2, Bool>::from_data(TensorData::new(future, [queries, keys]), device)
+                .reshape([1, 1, queries, keys])
+                .expand([batch, 1, queries, keys])
         });
         match (padding, causal) {
             (Some(p), Some(c)) => Some(p.bool_or(c)),

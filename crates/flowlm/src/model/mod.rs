@@ -4,6 +4,7 @@
 mod diffusion_transformer;
 pub mod families;
 mod initialization;
+pub mod kv_cache;
 pub mod open;
 pub mod saved;
 pub mod saved_defaults;
@@ -14,10 +15,13 @@ pub use diffusion_transformer::{
     Activation, DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, NormKind,
     PositionEncoding, default_positions,
 };
+pub use kv_cache::{CacheMode, CachePass, KvCache};
 pub use saved::{FlowlmMetadata, ModelDenoiser, SavedModel, stable_parameter_ids};
 
 use crate::canvas::Canvas;
-use crate::error::Result;
+use crate::error::{FlowError, Result};
+use burn::tensor::{Tensor, TensorData};
+use std::ops::Range;
 
 /// Logits on the host, `[batch, length, vocab]` row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,21 +54,52 @@ impl Logits {
     }
 }
 
-/// Per slot of a canvas, the most probable token (the mask token excluded) and its softmax
-/// probability over the whole vocabulary; `[batch, length]` row-major. Everything a
-/// temperature-0 confidence sampler (LLaDA low-confidence, greedy) reads from a step.
+/// Per slot of a canvas (or of the columns `first_column..first_column + length`), the most
+/// probable token (the mask token excluded) and its softmax probability over the whole
+/// vocabulary; `[batch, length]` row-major. Everything a temperature-0 confidence sampler (LLaDA
+/// low-confidence, greedy) reads from a step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopChoices {
     pub length: usize,
+    /// The canvas column of the first slot held.
+    pub first_column: usize,
     pub tokens: Vec<u32>,
     pub probabilities: Vec<f64>,
 }
 
 impl TopChoices {
-    /// (token, probability) at `row`, `position`.
-    pub fn at(&self, row: usize, position: usize) -> (u32, f64) {
-        let i = row * self.length + position;
+    /// (token, probability) at `row`, canvas column `column`.
+    pub fn at(&self, row: usize, column: usize) -> (u32, f64) {
+        let i = row * self.length + column - self.first_column;
         (self.tokens[i], self.probabilities[i])
+    }
+
+    /// The figures computed on the device from logits `[B, L, V]` of the columns starting at
+    /// `first_column`, `forbidden` never chosen: only `[B, L]` values reach the host.
+    pub fn on_device(logits: Tensor<3>, forbidden: u32, first_column: usize) -> Result<Self> {
+        let [_, length, vocab] = logits.dims();
+        let mut bias = vec![0.0f32; vocab];
+        if let Some(b) = bias.get_mut(forbidden as usize) {
+            *b = f32::NEG_INFINITY;
+        }
+        let bias = Tensor::<1>::from_data(TensorData::new(bias, [vocab]), &logits.device());
+        let logits = logits + bias.reshape([1, 1, vocab]);
+        let (max, argmax) = logits.clone().max_dim_with_indices(2);
+        // p(argmax) = 1 / sum_v exp(l_v - max).
+        let normalizer = (logits - max).exp().sum_dim(2);
+        let read = |what: &str, data: TensorData| {
+            data.convert::<f64>()
+                .try_into_vec::<f64>()
+                .map_err(|e| FlowError::Unsupported(format!("reading {what}: {e:?}")))
+        };
+        let tokens = read("top tokens", argmax.into_data())?;
+        let normalizer = read("top probabilities", normalizer.into_data())?;
+        Ok(Self {
+            length,
+            first_column,
+            tokens: tokens.iter().map(|&t| t as u32).collect(),
+            probabilities: normalizer.iter().map(|&z| 1.0 / z).collect(),
+        })
     }
 
     /// The same figures computed on the host from full logits (the mask column already
@@ -80,6 +115,7 @@ impl TopChoices {
         }
         Self {
             length: logits.length,
+            first_column: 0,
             tokens,
             probabilities,
         }
@@ -107,6 +143,25 @@ pub trait Denoiser {
         Ok(TopChoices::from_logits(&logits))
     }
 
+    /// Fast-dLLM's cached decoding. Without `cache`, runs the whole canvas and also returns
+    /// every layer's keys/values; with it, runs only the `computed` columns against the cached
+    /// keys/values of the others (and returns no cache). Either way, [`TopChoices`] for the
+    /// `read` columns (within `computed`), `forbidden` never chosen. Denoisers without a cache
+    /// say so.
+    fn cached_top_choices(
+        &self,
+        canvas: &Canvas,
+        cache: Option<&KvCache>,
+        computed: Range<usize>,
+        read: Range<usize>,
+        forbidden: u32,
+    ) -> Result<(TopChoices, Option<KvCache>)> {
+        let _ = (canvas, cache, computed, read, forbidden);
+        Err(FlowError::Unsupported(
+            "this model has no key/value cache; use --cache none".into(),
+        ))
+    }
+
     /// The input embedding matrix `[vocab, hidden]` row-major, and `hidden`, for samplers that
     /// work in embedding space (x-prediction flow). `None` when the denoiser has none.
     fn embedding_table(&self) -> Option<(Vec<f32>, usize)> {
@@ -117,7 +172,7 @@ pub trait Denoiser {
     /// instead of tokens; prompt slots still read their tokens.
     fn logits_from_embeddings(&self, canvas: &Canvas, response: &[f32]) -> Result<Logits> {
         let _ = (canvas, response);
-        Err(crate::error::FlowError::Unsupported(
+        Err(FlowError::Unsupported(
             "this denoiser cannot read embeddings".into(),
         ))
     }

@@ -1,6 +1,7 @@
 //! A saved model is a directory, Hugging Face style: `config.json`, `model.safetensors`,
 //! `tokenizer.json`, and `flowlm.json` (corruption, special ids, sampler defaults).
 
+use super::kv_cache::{CachePass, KvCache};
 pub use super::saved_defaults::SamplerDefaults;
 use super::{DenoiserInput, DiffusionTransformer, DiffusionTransformerConfig, Logits, TopChoices};
 use crate::canvas::Canvas;
@@ -11,6 +12,7 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::store::{FloatCastAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -426,28 +428,73 @@ impl super::Denoiser for ModelDenoiser {
         time: Option<&[f32]>,
         forbidden: u32,
     ) -> Result<TopChoices> {
-        let logits = self.device_logits(canvas, time);
-        let [_, length, vocab] = logits.dims();
-        let mut bias = vec![0.0f32; vocab];
-        if let Some(b) = bias.get_mut(forbidden as usize) {
-            *b = f32::NEG_INFINITY;
+        TopChoices::on_device(self.device_logits(canvas, time), forbidden, 0)
+    }
+
+    fn cached_top_choices(
+        &self,
+        canvas: &Canvas,
+        cache: Option<&KvCache>,
+        computed: Range<usize>,
+        read: Range<usize>,
+        forbidden: u32,
+    ) -> Result<(TopChoices, Option<KvCache>)> {
+        if self.model.is_causal() {
+            return Err(FlowError::Unsupported(
+                "a causal model has no diffusion key/value cache; use --cache none".into(),
+            ));
         }
-        let bias = Tensor::<1>::from_data(TensorData::new(bias, [vocab]), &self.device);
-        let logits = logits + bias.reshape([1, 1, vocab]);
-        let (max, argmax) = logits.clone().max_dim_with_indices(2);
-        // p(argmax) = 1 / sum_v exp(l_v - max).
-        let normalizer = (logits - max).exp().sum_dim(2);
-        let read = |what: &str, data: burn::tensor::TensorData| {
-            data.convert::<f64>()
-                .try_into_vec::<f64>()
-                .map_err(|e| FlowError::Unsupported(format!("reading {what}: {e:?}")))
-        };
-        let tokens = read("top tokens", argmax.into_data())?;
-        let normalizer = read("top probabilities", normalizer.into_data())?;
-        Ok(TopChoices {
-            length,
-            tokens: tokens.iter().map(|&t| t as u32).collect(),
-            probabilities: normalizer.iter().map(|&z| 1.0 / z).collect(),
-        })
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        let pass = cache_pass(cache, computed);
+        let (hidden, recorded) = self
+            .model
+            .cached_hidden_states(ids, positions, padding, &pass);
+        let columns = pass.columns(canvas.width());
+        let hidden = read_columns(hidden, &read, columns.start)?;
+        let [batch, length, width] = hidden.dims();
+        let logits = self
+            .model
+            .output_logits(hidden.reshape([batch * length, width]));
+        let vocab = logits.dims()[1];
+        let choices = TopChoices::on_device(
+            logits.reshape([batch, length, vocab]),
+            forbidden,
+            read.start,
+        )?;
+        Ok((choices, cache.is_none().then_some(recorded)))
+    }
+}
+
+/// The pass a cached step makes: record when there is no cache yet, else reuse it.
+pub(crate) fn cache_pass(cache: Option<&KvCache>, computed: Range<usize>) -> CachePass<'_> {
+    match cache {
+        None => CachePass::Record,
+        Some(cache) => CachePass::Reuse {
+            cache,
+            window: computed,
+        },
+    }
+}
+
+/// The `read` columns of `[B, L, X]` values computed for the columns from `first_computed` on;
+/// an error when `read` is not inside them.
+pub(crate) fn read_columns(
+    values: Tensor<3>,
+    read: &Range<usize>,
+    first_computed: usize,
+) -> Result<Tensor<3>> {
+    let [batch, length, width] = values.dims();
+    let start = read.start.checked_sub(first_computed);
+    match start {
+        Some(start) if start + read.len() <= length && !read.is_empty() => {
+            Ok(values.slice([0..batch, start..start + read.len(), 0..width]))
+        }
+        _ => Err(FlowError::argument(
+            "cache window",
+            format!(
+                "read columns {read:?} are not inside the computed columns {first_computed}..{}",
+                first_computed + length
+            ),
+        )),
     }
 }

@@ -1,12 +1,13 @@
 //! LLaDA's `generate`: semi-autoregressive blocks, a fixed number of commits per step, low-
 //! confidence or random remasking, classifier-free guidance, and Gumbel-max in float64; and
 //! Fast-dLLM's parallel rules (threshold, factor), which commit as many confident slots per step
-//! as the rule accepts, with an early stop once a row's block is all end tokens.
+//! as the rule accepts, with an early stop once a row's block is all end tokens; and its prefix
+//! and dual key/value caches, recorded at each block's first step.
 
 use super::{Observer, Sampler, SamplerReport, StepEvent, commit, gumbel_argmax, predict};
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
-use crate::model::{Denoiser, Logits, TopChoices, softmax};
+use crate::model::{CacheMode, Denoiser, KvCache, Logits, TopChoices, softmax};
 use crate::random::StdRng;
 use rand::Rng;
 
@@ -36,6 +37,11 @@ pub struct LladaSampler {
     /// Fast-dLLM's early stop: once a row's block holds only these tokens (EOS/EoT), the rest
     /// of that row's answer is filled with the first of them and never computed. Empty: off.
     pub end_tokens: Vec<u32>,
+    /// Fast-dLLM's key/value cache: which columns a step inside a block recomputes.
+    pub cache: CacheMode,
+    /// With a cache, also run the whole canvas (refreshing the cache) every this many steps of
+    /// a block; 0: only at each block's first step, as Fast-dLLM does.
+    pub cache_refresh: usize,
 }
 
 /// How many of a block's masked slots a step commits (ALGORITHMS.md, "Fast-dLLM").
@@ -80,6 +86,8 @@ impl Default for LladaSampler {
             suppress_tokens: Vec::new(),
             parallel: ParallelRule::Schedule,
             end_tokens: Vec::new(),
+            cache: CacheMode::None,
+            cache_refresh: 0,
         }
     }
 }
@@ -132,12 +140,34 @@ impl LladaSampler {
         self.temperature <= 0.0 && self.cfg_scale <= 0.0
     }
 
-    /// This step's prediction: top choices, or full logits when sampling needs them.
+    /// This step's prediction: top choices (through the cache when there is one), or full
+    /// logits when sampling needs them. `step` counts from the block's start; `cache` holds the
+    /// block's keys/values once its first step has recorded them.
     fn predict_step(
         &self,
         denoiser: &dyn Denoiser,
         canvas: &Canvas,
+        block: std::ops::Range<usize>,
+        step: usize,
+        cache: &mut Option<KvCache>,
     ) -> Result<(StepPrediction, usize)> {
+        if self.cache != CacheMode::None {
+            if self.cache_refresh > 0 && step % self.cache_refresh == 0 {
+                *cache = None;
+            }
+            let computed = self.cache.window(block.clone(), canvas.width());
+            let (choices, recorded) = denoiser.cached_top_choices(
+                canvas,
+                cache.as_ref(),
+                computed,
+                block,
+                canvas.mask_id,
+            )?;
+            if recorded.is_some() {
+                *cache = recorded;
+            }
+            return Ok((StepPrediction::Top(choices), 1));
+        }
         if self.needs_only_top_choices() {
             let choices = denoiser.top_choices(canvas, None, canvas.mask_id)?;
             return Ok((StepPrediction::Top(choices), 1));
@@ -239,6 +269,12 @@ impl Sampler for LladaSampler {
                 "the parallel rules read the model's confidences; use --remasking low-confidence",
             ));
         }
+        if self.cache != CacheMode::None && !self.needs_only_top_choices() {
+            return Err(FlowError::argument(
+                "--cache",
+                "cached steps read each slot's most probable token; use --temperature 0 without --cfg-scale, or --cache none",
+            ));
+        }
         let mut report = SamplerReport::default();
         for block in 0..blocks {
             let start = canvas.response_start + block * self.block_length;
@@ -255,11 +291,14 @@ impl Sampler for LladaSampler {
                 ParallelRule::Schedule => steps_per_block,
                 _ => self.block_length,
             };
+            // Keys/values recorded by the block's first step; a new block starts afresh.
+            let mut cache = None;
             for step in 0..steps {
                 if !(0..canvas.batch()).any(|row| (start..end).any(|c| canvas.is_masked(row, c))) {
                     break;
                 }
-                let (prediction, passes) = self.predict_step(denoiser, canvas)?;
+                let (prediction, passes) =
+                    self.predict_step(denoiser, canvas, start..end, step, &mut cache)?;
                 report.forward_passes += passes;
                 let mut event = StepEvent {
                     step: report.steps,

@@ -42,6 +42,8 @@ pub struct SamplerSettings {
     pub parallel: super::ParallelRule,
     /// llada: end a row's answer once a block is all of these (EOS/EoT); empty = off.
     pub end_tokens: Vec<u32>,
+    /// llada: Fast-dLLM's key/value cache mode.
+    pub cache: crate::model::CacheMode,
 }
 
 impl Default for SamplerSettings {
@@ -62,6 +64,7 @@ impl Default for SamplerSettings {
             step_policy: super::StepPolicyChoice::Heuristic,
             parallel: super::ParallelRule::Schedule,
             end_tokens: Vec::new(),
+            cache: crate::model::CacheMode::None,
         }
     }
 }
@@ -142,6 +145,8 @@ pub fn build_sampler(
             suppress_tokens: s.suppress_tokens.clone(),
             parallel: s.parallel,
             end_tokens: s.end_tokens.clone(),
+            cache: s.cache,
+            cache_refresh: 0,
         }),
         "remask" => Box::new(RemaskSampler {
             steps: s.steps,

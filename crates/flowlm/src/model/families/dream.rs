@@ -6,8 +6,11 @@
 //! `model.norm`, `lm_head` (or tied embeddings); q/k/v carry biases, grouped-query heads,
 //! rotary positions. The mask id comes from `config.json` (151666 in Dream 7B).
 
-use super::layers::{GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables};
+use super::layers::{
+    GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables, run_gated_blocks,
+};
 use crate::error::{FlowError, Result};
+use crate::model::kv_cache::{CachePass, KvCache};
 use crate::model::weights::Weights;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::Deserialize;
@@ -147,31 +150,62 @@ impl super::Network for DreamModel {
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
     ) -> Tensor<3> {
+        self.run(ids, positions, padding, None).0
+    }
+
+    fn forward_cached(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+        pass: &CachePass,
+    ) -> Result<(Tensor<3>, KvCache)> {
+        Ok(self.run(ids, positions, padding, Some(pass)))
+    }
+}
+
+impl DreamModel {
+    /// Logits of the columns `pass` computes (all without one) and the keys/values it records.
+    /// Column c is predicted by the output at c - 1 (column 0 keeps its own), so a window also
+    /// computes the column before it.
+    fn run(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+        pass: Option<&CachePass>,
+    ) -> (Tensor<3>, KvCache) {
+        let wanted_start = pass.map_or(0, |p| p.columns(ids.dims()[1]).start);
+        let widened = pass.map(|p| p.starting_at(wanted_start.saturating_sub(1)));
+        let (ids, positions) = super::pass_columns(ids, positions, widened.as_ref());
         let [batch, length] = ids.dims();
-        let mut x = self
+        let x = self
             .embeddings
             .clone()
             .select(0, ids.reshape([batch * length]))
             .reshape([batch, length, self.config.hidden_size]);
-        for layer in &self.layers {
-            x = layer.forward(x, &self.rotary, &positions, padding.clone());
-        }
+        let (x, cache) = run_gated_blocks(
+            &self.layers,
+            x,
+            &self.rotary,
+            &positions,
+            padding,
+            widened.as_ref(),
+        );
         let logits = self
             .final_norm
             .forward(x)
             .matmul(self.head.clone().unsqueeze());
-        // Slot i is predicted by the output at slot i - 1; slot 0 keeps its own.
         if length < 2 {
-            return logits;
+            return (logits, cache);
         }
         let vocab = self.config.vocab_size;
-        Tensor::cat(
-            vec![
-                logits.clone().slice([0..batch, 0..1, 0..vocab]),
-                logits.slice([0..batch, 0..length - 1, 0..vocab]),
-            ],
-            1,
-        )
+        let shifted = logits.clone().slice([0..batch, 0..length - 1, 0..vocab]);
+        if wanted_start > 0 {
+            return (shifted, cache);
+        }
+        let first = logits.slice([0..batch, 0..1, 0..vocab]);
+        (Tensor::cat(vec![first, shifted], 1), cache)
     }
 }
 

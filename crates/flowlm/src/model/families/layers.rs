@@ -2,6 +2,7 @@
 //! PyTorch's `[out, in]` linear weights are transposed once at load, never per forward pass.
 
 use crate::error::Result;
+use crate::model::kv_cache::{CachePass, KvCache, KvPair};
 use crate::model::weights::Weights;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -91,20 +92,21 @@ pub fn split_heads(t: Tensor<3>, heads: usize) -> Tensor<4> {
         .swap_dims(1, 2)
 }
 
-/// Scaled dot-product attention of `[B, H, L, size]` heads back to `[B, L, H * size]`;
-/// `key_padding` `[B, L]` is true where a key must not be attended to.
+/// Scaled dot-product attention of `[B, H, L, size]` query heads over `[B, H, K, size]` keys
+/// and values, back to `[B, L, H * size]`; `key_padding` `[B, K]` is true where a key must not
+/// be attended to.
 pub fn attend(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
     key_padding: Option<Tensor<2, Bool>>,
 ) -> Tensor<3> {
-    let [batch, _, length, _] = q.dims();
-    let mask = key_padding.map(|p| p.reshape([batch, 1, 1, length]));
+    let [batch, _, keys, _] = k.dims();
+    let mask = key_padding.map(|p| p.reshape([batch, 1, 1, keys]));
     attend_masked(q, k, v, mask)
 }
 
-/// [`attend`] with any mask broadcastable to `[B, 1 or H, L, L]` (true = not attended).
+/// [`attend`] with any mask broadcastable to `[B, 1 or H, L, K]` (true = not attended).
 pub fn attend_masked(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -112,7 +114,8 @@ pub fn attend_masked(
     mask: Option<Tensor<4, Bool>>,
 ) -> Tensor<3> {
     let [batch, heads, length, size] = q.dims();
-    let mask = mask.map(|m| m.expand([batch, heads, length, length]));
+    let keys = k.dims()[2];
+    let mask = mask.map(|m| m.expand([batch, heads, length, keys]));
     attention(q, k, v, mask, None, AttentionModuleOptions::default())
         .swap_dims(1, 2)
         .reshape([batch, length, heads * size])
@@ -293,28 +296,66 @@ impl GatedBlock {
         })
     }
 
+    /// The block on `x` (the columns a pass computes, at `positions`); also returns the
+    /// keys/values it attended to. `cache` is the pass and this layer's index.
     pub fn forward(
         &self,
         x: Tensor<3>,
         rotary: &RotaryTables,
         positions: &Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
-    ) -> Tensor<3> {
+        cache: Option<(&CachePass, usize)>,
+    ) -> (Tensor<3>, KvPair) {
         let h = self.attention_norm.forward(x.clone());
         let rotate = |t: Tensor<3>, heads| rotary.apply(split_heads(t, heads), positions.clone());
         let q = rotate(self.query.forward(h.clone()), self.heads);
-        let k = rotate(self.key.forward(h.clone()), self.kv_heads);
-        let v = split_heads(self.value.forward(h), self.kv_heads);
+        let fresh = KvPair {
+            keys: rotate(self.key.forward(h.clone()), self.kv_heads),
+            values: split_heads(self.value.forward(h), self.kv_heads),
+        };
+        let kv = match cache {
+            Some((pass, layer)) => pass.attended(layer, fresh),
+            None => fresh,
+        };
         let attended = attend(
             q,
-            repeat_heads(k, self.heads),
-            repeat_heads(v, self.heads),
+            repeat_heads(kv.keys.clone(), self.heads),
+            repeat_heads(kv.values.clone(), self.heads),
             padding,
         );
         let x = x + self.output.forward(attended);
         let h = self.feed_forward_norm.forward(x.clone());
-        x + self.down.forward(
+        let x = x + self.down.forward(
             burn::tensor::activation::silu(self.gate.forward(h.clone())) * self.up.forward(h),
-        )
+        );
+        (x, kv)
     }
+}
+
+/// A stack of [`GatedBlock`]s on the embedded columns a pass computes (`pass` `None`: every
+/// column, nothing kept); returns the last block's output and, when recording, every layer's
+/// keys/values.
+pub fn run_gated_blocks(
+    blocks: &[GatedBlock],
+    mut x: Tensor<3>,
+    rotary: &RotaryTables,
+    positions: &Tensor<2, Int>,
+    padding: Option<Tensor<2, Bool>>,
+    pass: Option<&CachePass>,
+) -> (Tensor<3>, KvCache) {
+    let mut cache = KvCache::default();
+    for (index, block) in blocks.iter().enumerate() {
+        let (next, kv) = block.forward(
+            x,
+            rotary,
+            positions,
+            padding.clone(),
+            pass.map(|p| (p, index)),
+        );
+        x = next;
+        if matches!(pass, Some(CachePass::Record)) {
+            cache.layers.push(kv);
+        }
+    }
+    (x, cache)
 }

@@ -5,8 +5,11 @@
 //! (`silu(ff_proj x) * up_proj x`), no causal mask; the output head is `ff_out` unless
 //! `weight_tying`. The mask id comes from `config.json` (126336 in the 8B models).
 
-use super::layers::{GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables};
+use super::layers::{
+    GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables, run_gated_blocks,
+};
 use crate::error::{FlowError, Result};
+use crate::model::kv_cache::{CachePass, KvCache};
 use crate::model::weights::Weights;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::Deserialize;
@@ -170,18 +173,42 @@ impl super::Network for LladaModel {
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
     ) -> Tensor<3> {
+        self.run(ids, positions, padding, None).0
+    }
+
+    fn forward_cached(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+        pass: &CachePass,
+    ) -> Result<(Tensor<3>, KvCache)> {
+        Ok(self.run(ids, positions, padding, Some(pass)))
+    }
+}
+
+impl LladaModel {
+    /// Logits of the columns `pass` computes (all without one) and the keys/values it records.
+    fn run(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+        pass: Option<&CachePass>,
+    ) -> (Tensor<3>, KvCache) {
+        let (ids, positions) = super::pass_columns(ids, positions, pass);
         let [batch, length] = ids.dims();
-        let mut x = self
+        let x = self
             .embeddings
             .clone()
             .select(0, ids.reshape([batch * length]))
             .reshape([batch, length, self.config.d_model]);
-        for block in &self.blocks {
-            x = block.forward(x, &self.rotary, &positions, padding.clone());
-        }
-        self.final_norm
+        let (x, cache) = run_gated_blocks(&self.blocks, x, &self.rotary, &positions, padding, pass);
+        let logits = self
+            .final_norm
             .forward(x)
-            .matmul(self.head.clone().unsqueeze())
+            .matmul(self.head.clone().unsqueeze());
+        (logits, cache)
     }
 }
 

@@ -10,10 +10,12 @@ pub mod modernbert;
 
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
-use crate::model::saved::{canvas_tensors, host_logits};
+use crate::model::kv_cache::{CachePass, KvCache};
+use crate::model::saved::{cache_pass, canvas_tensors, host_logits, read_columns};
 use crate::model::weights::Weights;
-use crate::model::{Denoiser, Logits};
+use crate::model::{Denoiser, Logits, TopChoices};
 use burn::tensor::{Bool, Device, Int, Tensor};
+use std::ops::Range;
 
 /// A pretrained network that predicts every slot of a canvas.
 pub trait Network {
@@ -31,6 +33,22 @@ pub trait Network {
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
     ) -> Tensor<3>;
+
+    /// Logits `[B, C, vocab]` of the C columns `pass` computes (ids and positions span the
+    /// whole canvas) and, when it records, every layer's keys/values. Families without a
+    /// key/value cache say so.
+    fn forward_cached(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+        pass: &CachePass,
+    ) -> Result<(Tensor<3>, KvCache)> {
+        let _ = (ids, positions, padding, pass);
+        Err(FlowError::Unsupported(
+            "this model family has no key/value cache yet; use --cache none".into(),
+        ))
+    }
 }
 
 /// One family: the `model_type` its `config.json` declares and how to build it.
@@ -103,4 +121,48 @@ impl Denoiser for NetworkDenoiser {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
         host_logits(self.network.forward(ids, positions.int(), padding))
     }
+
+    fn top_choices(
+        &self,
+        canvas: &Canvas,
+        _time: Option<&[f32]>,
+        forbidden: u32,
+    ) -> Result<TopChoices> {
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        let logits = self.network.forward(ids, positions.int(), padding);
+        TopChoices::on_device(logits, forbidden, 0)
+    }
+
+    fn cached_top_choices(
+        &self,
+        canvas: &Canvas,
+        cache: Option<&KvCache>,
+        computed: Range<usize>,
+        read: Range<usize>,
+        forbidden: u32,
+    ) -> Result<(TopChoices, Option<KvCache>)> {
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        let pass = cache_pass(cache, computed);
+        let (logits, recorded) =
+            self.network
+                .forward_cached(ids, positions.int(), padding, &pass)?;
+        let columns = pass.columns(canvas.width());
+        let logits = read_columns(logits, &read, columns.start)?;
+        let choices = TopChoices::on_device(logits, forbidden, read.start)?;
+        Ok((choices, cache.is_none().then_some(recorded)))
+    }
+}
+
+/// Ids and positions `[B, L]` of the columns a pass computes (`None`: all of them).
+fn pass_columns(
+    ids: Tensor<2, Int>,
+    positions: Tensor<2, Int>,
+    pass: Option<&CachePass>,
+) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let [batch, width] = ids.dims();
+    let columns = pass.map_or(0..width, |p| p.columns(width));
+    (
+        ids.slice([0..batch, columns.clone()]),
+        positions.slice([0..batch, columns]),
+    )
 }

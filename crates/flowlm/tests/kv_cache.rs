@@ -1,0 +1,232 @@
+//! Fast-dLLM's key/value cache: cached steps against full passes, for FlowLM's transformer and
+//! the pretrained families, and the cached samplers against the uncached one.
+
+mod common;
+
+use burn::tensor::Device;
+use flowlm::canvas::Canvas;
+use flowlm::model::open::OpenedModel;
+use flowlm::model::{
+    CacheMode, Denoiser, DiffusionTransformerConfig, ModelDenoiser, TopChoices, seeded_init,
+    stable_parameter_ids,
+};
+use flowlm::random::rng_for;
+use flowlm::sampler::{LladaSampler, ParallelRule, Sampler};
+
+const MASK: u32 = 0;
+const PAD: u32 = 1;
+
+fn model(layers: usize) -> ModelDenoiser {
+    let device = Device::flex();
+    let mut config = DiffusionTransformerConfig::small(40, 64);
+    config.hidden_size = 32;
+    config.num_attention_heads = 2;
+    config.num_hidden_layers = layers;
+    config.intermediate_size = 64;
+    let model = stable_parameter_ids(seeded_init(config.init(&device), 5, 1.0));
+    ModelDenoiser { model, device }
+}
+
+/// Two left-padded prompts and 12 masked answer slots (blocks of 4 from column 6).
+fn canvas() -> Canvas {
+    Canvas::new(&[vec![3, 4, 5, 6, 7, 8], vec![9, 10]], 12, MASK, PAD).unwrap()
+}
+
+/// The canvas after some steps: tokens written in the second block (columns 10..14).
+fn edited(mut canvas: Canvas) -> Canvas {
+    for (row, tokens) in [(0, [11, 12]), (1, [13, 14])] {
+        canvas.rows[row][10] = tokens[0];
+        canvas.rows[row][12] = tokens[1];
+    }
+    canvas
+}
+
+/// Largest |p_cached - p_full| over the block's columns of every row (padding excluded), after
+/// checking that the top tokens agree.
+fn largest_difference(
+    cached: &TopChoices,
+    full: &TopChoices,
+    canvas: &Canvas,
+    block: std::ops::Range<usize>,
+) -> f64 {
+    let mut largest: f64 = 0.0;
+    for row in 0..canvas.batch() {
+        for column in block.clone() {
+            let (token, p) = cached.at(row, column);
+            let (expected_token, expected_p) = full.at(row, column);
+            if (p - expected_p).abs() < 1e-3 {
+                assert_eq!(token, expected_token, "row {row} column {column}");
+            }
+            largest = largest.max((p - expected_p).abs());
+        }
+    }
+    largest
+}
+
+/// Records the cache on `recorded_on`, then runs a cached step on `stepped` for `mode`; returns
+/// the largest difference from a full pass on `stepped`.
+fn cached_vs_full(
+    denoiser: &dyn Denoiser,
+    recorded_on: &Canvas,
+    stepped: &Canvas,
+    mode: CacheMode,
+    block: std::ops::Range<usize>,
+) -> f64 {
+    let width = recorded_on.width();
+    let (first, cache) = denoiser
+        .cached_top_choices(recorded_on, None, 0..width, block.clone(), MASK)
+        .unwrap();
+    let cache = cache.expect("the first pass records");
+    // The recording pass is a full pass.
+    let full = denoiser.top_choices(recorded_on, None, MASK).unwrap();
+    assert!(largest_difference(&first, &full, recorded_on, block.clone()) < 1e-5);
+    let window = mode.window(block.clone(), width);
+    let (choices, none) = denoiser
+        .cached_top_choices(stepped, Some(&cache), window, block.clone(), MASK)
+        .unwrap();
+    assert!(none.is_none(), "a cached step records nothing");
+    let full = denoiser.top_choices(stepped, None, MASK).unwrap();
+    largest_difference(&choices, &full, stepped, block)
+}
+
+#[test]
+fn a_cached_step_on_the_recorded_canvas_equals_a_full_pass() {
+    let denoiser = model(3);
+    let block = 10..14;
+    for mode in [CacheMode::Prefix, CacheMode::Dual] {
+        let difference = cached_vs_full(&denoiser, &canvas(), &canvas(), mode, block.clone());
+        assert!(difference < 1e-5, "{mode:?}: {difference}");
+    }
+}
+
+/// With one layer, a column's keys/values depend on its own token only, so the cache is exact
+/// however the window's tokens change; with more layers it is Fast-dLLM's approximation.
+#[test]
+fn one_layer_caches_are_exact_after_the_block_changes_and_deeper_ones_are_not() {
+    let block = 10..14;
+    for mode in [CacheMode::Prefix, CacheMode::Dual] {
+        let exact = cached_vs_full(&model(1), &canvas(), &edited(canvas()), mode, block.clone());
+        assert!(exact < 1e-5, "{mode:?}, one layer: {exact}");
+        let approximate =
+            cached_vs_full(&model(3), &canvas(), &edited(canvas()), mode, block.clone());
+        assert!(
+            approximate > 1e-4,
+            "{mode:?}, three layers: the cached step must read stale keys ({approximate})"
+        );
+    }
+}
+
+#[test]
+fn the_llada_and_dream_families_cache_as_flowlm_does() {
+    let device = Device::flex();
+    let llada = OpenedModel::open(&common::llada_checkpoint("llada-cache"), &device).unwrap();
+    let dream_dir = common::scratch("dream-cache");
+    let fixture =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dream-tiny");
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), dream_dir.join(file)).unwrap();
+    }
+    // Any tokenizer whose ids fit the fixture's 128-token vocabulary serves for logits.
+    let bert_tiny = common::shared()
+        .expect("../shared is missing: this test needs ../shared/models/bert-tiny-mlm")
+        .join("models/bert-tiny-mlm");
+    std::fs::copy(
+        bert_tiny.join("tokenizer.json"),
+        dream_dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let dream = OpenedModel::open(&dream_dir, &device).unwrap();
+    for (name, model) in [("llada", &llada), ("dream", &dream)] {
+        for mode in [CacheMode::Prefix, CacheMode::Dual] {
+            let difference = cached_vs_full(&*model.denoiser, &canvas(), &canvas(), mode, 10..14);
+            assert!(difference < 1e-5, "{name} {mode:?}: {difference}");
+        }
+    }
+}
+
+fn sampler(cache: CacheMode, parallel: ParallelRule) -> LladaSampler {
+    LladaSampler {
+        steps: 12,
+        block_length: 4,
+        parallel,
+        cache,
+        ..Default::default()
+    }
+}
+
+fn run(sampler: &LladaSampler, denoiser: &dyn Denoiser, prompts: &[Vec<u32>]) -> (Canvas, usize) {
+    let mut canvas = Canvas::new(prompts, 12, MASK, PAD).unwrap();
+    let report = sampler
+        .run(denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {})
+        .unwrap();
+    (canvas, report.forward_passes)
+}
+
+#[test]
+fn refreshed_every_step_the_cached_samplers_equal_the_uncached_one() {
+    let denoiser = model(3);
+    let prompts = [vec![3, 4, 5, 6, 7, 8], vec![9, 10]];
+    for parallel in [ParallelRule::Schedule, ParallelRule::Threshold(0.5)] {
+        let (expected, _) = run(&sampler(CacheMode::None, parallel), &denoiser, &prompts);
+        for mode in [CacheMode::Prefix, CacheMode::Dual] {
+            let mut cached = sampler(mode, parallel);
+            cached.cache_refresh = 1;
+            let (actual, _) = run(&cached, &denoiser, &prompts);
+            assert_eq!(actual.rows, expected.rows, "{mode:?} {parallel:?}");
+        }
+    }
+}
+
+/// Without refreshes the cache is recorded once per block: the answers may differ from the
+/// uncached sampler's (the approximation), but every slot is filled and each step still counts
+/// one forward pass.
+#[test]
+fn a_cached_sampler_fills_every_slot() {
+    let denoiser = model(3);
+    let prompts = [vec![3, 4, 5, 6, 7, 8], vec![9, 10]];
+    for mode in [CacheMode::Prefix, CacheMode::Dual] {
+        let (canvas, passes) = run(&sampler(mode, ParallelRule::Schedule), &denoiser, &prompts);
+        assert_eq!(passes, 12);
+        for row in 0..canvas.batch() {
+            assert_eq!(canvas.masked_count(row), 0, "{mode:?} row {row}");
+        }
+    }
+}
+
+#[test]
+fn every_cache_mode_and_rule_gives_a_padded_row_what_it_gives_alone() {
+    let denoiser = model(2);
+    let prompts = vec![vec![3, 4, 5, 6, 7, 8], vec![9, 10], vec![11, 12, 13, 14]];
+    for mode in [CacheMode::None, CacheMode::Prefix, CacheMode::Dual] {
+        for parallel in [
+            ParallelRule::Schedule,
+            ParallelRule::Threshold(0.5),
+            ParallelRule::Factor(1.0),
+        ] {
+            let mut sampler = sampler(mode, parallel);
+            sampler.end_tokens = vec![2];
+            let (batch, _) = run(&sampler, &denoiser, &prompts);
+            for (row, prompt) in prompts.iter().enumerate() {
+                let (alone, _) = run(&sampler, &denoiser, std::slice::from_ref(prompt));
+                assert_eq!(
+                    batch.response(row),
+                    alone.response(0),
+                    "{mode:?} {parallel:?} row {row}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_cache_with_sampling_temperature_is_refused_by_name() {
+    let denoiser = model(1);
+    let mut sampler = sampler(CacheMode::Dual, ParallelRule::Schedule);
+    sampler.temperature = 1.0;
+    let mut canvas = canvas();
+    let error = sampler
+        .run(&denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("--cache"), "{error}");
+}
