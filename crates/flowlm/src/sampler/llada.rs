@@ -152,7 +152,7 @@ impl LladaSampler {
         cache: &mut Option<KvCache>,
     ) -> Result<(StepPrediction, usize)> {
         if self.cache != CacheMode::None {
-            if self.cache_refresh > 0 && step % self.cache_refresh == 0 {
+            if self.cache_refresh > 0 && step.is_multiple_of(self.cache_refresh) {
                 *cache = None;
             }
             let computed = self.cache.window(block.clone(), canvas.width());
