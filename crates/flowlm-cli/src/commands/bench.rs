@@ -11,6 +11,9 @@ enum What {
     Train,
     /// LLaDA generation with the model (temperature 0, one block, one step per token)
     Generate,
+    /// Fast-dLLM's modes side by side: no cache, prefix cache, dual cache, each with one token
+    /// per step and with the threshold rule; with --task-model, their accuracy on a task
+    Cache,
 }
 
 /// Throughput, cores used and peak memory. `benches/reference.py` runs this beside a PyTorch
@@ -25,20 +28,70 @@ pub struct BenchArgs {
     /// Training batch; generate runs batch 1 and this batch
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Timed iterations (training steps; generations, divided among the batch's rows)
-    #[arg(long, default_value_t = 10)]
-    iterations: usize,
+    /// Timed iterations (training steps; generations, divided among the batch's rows; cache:
+    /// generations per mode) [default: 10, cache: 1]
+    #[arg(long)]
+    iterations: Option<usize>,
     /// train: data-parallel shards per batch (1 = one replica, as a plain training step)
     #[arg(long, default_value_t = 2)]
     shards: usize,
-    /// generate: tokens to generate (steps = this, one block)
-    #[arg(long, default_value_t = 64)]
-    gen_length: usize,
+    /// generate: tokens to generate (steps = this, one block) [default: 64, cache: 256]
+    #[arg(long)]
+    gen_length: Option<usize>,
+    /// cache: the speed run's prompt (empty: unconditional, the whole context is the answer)
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// cache: block length of the speed run
+    #[arg(long, default_value_t = 32)]
+    block_length: usize,
+    /// cache: the threshold rule's confidence tau
+    #[arg(long, default_value_t = 0.9)]
+    threshold: f64,
+    /// cache: a task model (FlowLM directory) whose accuracy each mode is scored on
+    #[arg(long, requires_all = ["task", "task_data"])]
+    task_model: Option<PathBuf>,
+    /// cache: the task's name (sudoku4, sudoku9, addition, sorting)
+    #[arg(long)]
+    task: Option<String>,
+    /// cache: held-out prompt/response JSONL of the task (`flowlm data task` writes test.jsonl)
+    #[arg(long)]
+    task_data: Option<PathBuf>,
+    /// cache: block length on the task (the answer length must be a multiple)
+    #[arg(long, default_value_t = 8)]
+    task_block_length: usize,
+    /// cache: task examples to score (the first N)
+    #[arg(long, default_value_t = 300)]
+    examples: usize,
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Print one JSON object instead of text (read by benches/reference.py)
     #[arg(long)]
     json: bool,
+}
+
+impl BenchArgs {
+    fn cache_args(&self, gen_length: usize, iterations: usize) -> super::bench_cache::CacheBench {
+        super::bench_cache::CacheBench {
+            prompt: self.prompt.clone(),
+            gen_length,
+            block_length: self.block_length,
+            threshold: self.threshold,
+            repeats: iterations,
+            task: self
+                .task_model
+                .clone()
+                .zip(self.task.clone())
+                .zip(self.task_data.clone())
+                .map(|((model, name), data)| super::bench_cache::TaskBench {
+                    model,
+                    name,
+                    data,
+                    block_length: self.task_block_length,
+                    examples: self.examples,
+                    batch_size: self.batch_size,
+                }),
+        }
+    }
 }
 
 fn cores_used(result: &Throughput) -> f64 {
@@ -47,38 +100,42 @@ fn cores_used(result: &Throughput) -> f64 {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     use flowlm::limits::{MAX_BATCH, MAX_SHARDS, within};
+    let cache = matches!(args.what, What::Cache);
+    let iterations = args.iterations.unwrap_or(if cache { 1 } else { 10 });
+    let gen_length = args.gen_length.unwrap_or(if cache { 256 } else { 64 });
     for (flag, value, max) in [
         ("--batch-size", args.batch_size, MAX_BATCH),
-        ("--iterations", args.iterations, 1_000_000),
+        ("--iterations", iterations, 1_000_000),
         (
             "--shards",
             args.shards,
             MAX_SHARDS.min(args.batch_size.max(1)),
         ),
-        (
-            "--gen-length",
-            args.gen_length,
-            flowlm::limits::MAX_SEQUENCE,
-        ),
+        ("--gen-length", gen_length, flowlm::limits::MAX_SEQUENCE),
+        ("--examples", args.examples, 1_000_000),
     ] {
         within(value, 1, max).map_err(|message| anyhow::anyhow!("{flag} {message}"))?;
     }
     let device = super::device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);
+    if cache {
+        return super::bench_cache::run(&args.cache_args(gen_length, iterations), &dir, &device);
+    }
     let saved =
         SavedModel::load(&dir, &device).with_context(|| format!("loading {}", dir.display()))?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let mut report = serde_json::Map::new();
-    match args.what {
-        What::Train => {
+    // Train or generate (the cache comparison returned above).
+    if matches!(args.what, What::Train) {
+        {
             let length = saved.metadata.sequence_length;
             let result = bench_train(
                 &saved.config,
                 args.batch_size,
                 length,
-                args.iterations,
+                iterations,
                 2,
                 args.shards,
                 &device,
@@ -107,14 +164,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        What::Generate => {
+    } else {
+        {
             let special = saved.tokenizer.special();
             let prompt = saved.tokenizer.encode("ROMEO:")?;
             let room = saved.metadata.sequence_length.saturating_sub(prompt.len());
             if room == 0 {
                 anyhow::bail!("the model's sequence length leaves no room after the prompt");
             }
-            let gen_length = args.gen_length.min(room);
+            let gen_length = gen_length.min(room);
             let denoiser = saved.denoiser(&device);
             report.insert("prompt".into(), json!(prompt));
             for batch in [1, args.batch_size] {
@@ -126,7 +184,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     gen_length,
                     gen_length,
                     batch,
-                    args.iterations.div_ceil(batch).max(1),
+                    iterations.div_ceil(batch).max(1),
                 )?;
                 let t = &result.throughput;
                 report.insert(

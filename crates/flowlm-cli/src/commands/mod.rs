@@ -1,5 +1,6 @@
 pub mod align;
 pub mod bench;
+pub mod bench_cache;
 pub mod data;
 pub mod eval;
 pub mod eval_budget;

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod correction;
+pub mod decoding_modes;
 pub mod masked_ce;
 pub mod throughput;
 

@@ -1,0 +1,154 @@
+//! Fast-dLLM's decoding modes side by side (`flowlm bench cache`): uncached LLaDA, prefix cache
+//! and dual cache, each with LLaDA's one-token-per-step schedule and with the threshold rule;
+//! tokens per second and forward passes on one prompt, and exact-match accuracy on a checkable
+//! task.
+
+use super::budget::{answer_tokens, task_accuracy};
+use crate::canvas::Canvas;
+use crate::error::Result;
+use crate::model::{CacheMode, Denoiser, SavedModel};
+use crate::random::rng_for;
+use crate::sampler::{LladaSampler, ParallelRule, Sampler};
+use crate::tasks::{Example, Task};
+use burn::tensor::Device;
+use std::time::Instant;
+
+/// One column of the comparison: a cache mode with or without the threshold rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodingMode {
+    pub cache: CacheMode,
+    pub threshold: Option<f64>,
+}
+
+impl DecodingMode {
+    /// The six modes, uncached schedule first (the baseline every ratio divides by).
+    pub fn grid(threshold: f64) -> Vec<Self> {
+        let mut modes = Vec::new();
+        for threshold in [None, Some(threshold)] {
+            for cache in [CacheMode::None, CacheMode::Prefix, CacheMode::Dual] {
+                modes.push(Self { cache, threshold });
+            }
+        }
+        modes
+    }
+
+    pub fn label(&self) -> String {
+        let cache = match self.cache {
+            CacheMode::None => "no cache",
+            CacheMode::Prefix => "prefix cache",
+            CacheMode::Dual => "dual cache",
+        };
+        match self.threshold {
+            Some(tau) => format!("{cache}, threshold {tau}"),
+            None => format!("{cache}, 1 token/step"),
+        }
+    }
+
+    /// LLaDA at temperature 0 over `gen_length` slots in blocks of `block_length`: one step per
+    /// token, or the threshold rule (at most one step per token).
+    pub fn sampler(&self, gen_length: usize, block_length: usize) -> LladaSampler {
+        LladaSampler {
+            steps: gen_length,
+            block_length,
+            parallel: self
+                .threshold
+                .map_or(ParallelRule::Schedule, ParallelRule::Threshold),
+            cache: self.cache,
+            ..Default::default()
+        }
+    }
+}
+
+/// What one mode cost on the speed prompt.
+#[derive(Debug, Clone)]
+pub struct SpeedRow {
+    pub mode: DecodingMode,
+    pub tokens_per_second: f64,
+    /// Forward passes per generation (a cached step counts one, however few columns it runs).
+    pub forward_passes: usize,
+    pub seconds: f64,
+    /// Tokens per second over the first mode's.
+    pub speedup: f64,
+    /// Share of answer tokens equal to the first mode's answer.
+    pub agreement: f64,
+}
+
+/// Generates `gen_length` tokens after `prompt` with every mode, `repeats` timed runs each after
+/// one untimed warm-up; `on_mode` hears each mode's row as it is measured.
+#[allow(clippy::too_many_arguments)]
+pub fn compare_speed(
+    denoiser: &dyn Denoiser,
+    prompt: &[u32],
+    (mask, pad): (u32, u32),
+    gen_length: usize,
+    block_length: usize,
+    modes: &[DecodingMode],
+    repeats: usize,
+    on_mode: &mut dyn FnMut(&SpeedRow),
+) -> Result<Vec<SpeedRow>> {
+    let mut rows: Vec<SpeedRow> = Vec::new();
+    let mut baseline: Option<(Vec<u32>, f64)> = None;
+    for &mode in modes {
+        let sampler = mode.sampler(gen_length, block_length);
+        let generate = || -> Result<(Vec<u32>, usize)> {
+            let mut canvas = Canvas::new(&[prompt.to_vec()], gen_length, mask, pad)?;
+            let report = sampler.run(denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {})?;
+            Ok((canvas.response(0).to_vec(), report.forward_passes))
+        };
+        generate()?;
+        let started = Instant::now();
+        let mut answer = (Vec::new(), 0);
+        for _ in 0..repeats.max(1) {
+            answer = generate()?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let (tokens, forward_passes) = answer;
+        let tokens_per_second = (repeats.max(1) * gen_length) as f64 / seconds.max(1e-9);
+        let (reference, reference_speed) =
+            baseline.get_or_insert_with(|| (tokens.clone(), tokens_per_second));
+        let equal = tokens.iter().zip(reference.iter()).filter(|(a, b)| a == b);
+        let row = SpeedRow {
+            mode,
+            tokens_per_second,
+            forward_passes,
+            seconds,
+            speedup: tokens_per_second / *reference_speed,
+            agreement: equal.count() as f64 / gen_length as f64,
+        };
+        on_mode(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Exact-match accuracy of every mode on `examples` of `task`, the answer decoded in blocks of
+/// `block_length`; returns (correct, total) per mode.
+#[allow(clippy::too_many_arguments)]
+pub fn compare_accuracy(
+    saved: &SavedModel,
+    task: &dyn Task,
+    examples: &[Example],
+    block_length: usize,
+    modes: &[DecodingMode],
+    batch_size: usize,
+    device: &Device,
+    on_mode: &mut dyn FnMut(DecodingMode, usize, usize),
+) -> Result<Vec<(usize, usize)>> {
+    let gen_length = answer_tokens(saved, examples)?;
+    let mut results = Vec::new();
+    for &mode in modes {
+        let sampler = mode.sampler(gen_length, block_length);
+        let correct = task_accuracy(
+            saved,
+            task,
+            examples,
+            &sampler,
+            batch_size,
+            device,
+            &mut || {},
+        )?;
+        on_mode(mode, correct, examples.len());
+        results.push((correct, examples.len()));
+    }
+    Ok(results)
+}
