@@ -41,6 +41,8 @@ enum Command {
     Export(commands::export::ExportArgs),
     /// Draw a run's loss curves (training and validation) from its metrics.jsonl
     Plot(commands::plot::PlotArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API, with a page that draws the denoising
+    Serve(commands::serve::ServeArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc.h, v3).
@@ -69,6 +71,7 @@ fn main() {
         Command::Data(args) => commands::data::run(args),
         Command::TrainPolicy(args) => commands::train_policy::run(args),
         Command::Align(args) => commands::align::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

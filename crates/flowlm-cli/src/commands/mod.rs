@@ -8,6 +8,7 @@ pub mod eval_correction;
 pub mod export;
 pub mod generate;
 pub mod plot;
+pub mod serve;
 pub mod tokenizer;
 pub mod train;
 pub mod train_policy;

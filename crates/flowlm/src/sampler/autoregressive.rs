@@ -19,6 +19,10 @@ impl Sampler for AutoregressiveSampler {
         "autoregressive"
     }
 
+    fn revises(&self) -> bool {
+        false
+    }
+
     fn run(
         &self,
         denoiser: &dyn Denoiser,

@@ -15,6 +15,10 @@ impl Sampler for GreedySampler {
         "greedy"
     }
 
+    fn revises(&self) -> bool {
+        false
+    }
+
     fn run(
         &self,
         denoiser: &dyn Denoiser,

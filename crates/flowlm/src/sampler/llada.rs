@@ -255,6 +255,10 @@ impl Sampler for LladaSampler {
         "llada"
     }
 
+    fn revises(&self) -> bool {
+        false
+    }
+
     fn run(
         &self,
         denoiser: &dyn Denoiser,

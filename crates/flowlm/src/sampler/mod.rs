@@ -71,6 +71,12 @@ pub type Observer<'a> = dyn FnMut(&StepEvent, &Canvas) + 'a;
 
 pub trait Sampler {
     fn name(&self) -> &'static str;
+    /// Whether a filled slot may change again (revision, remasking, re-noising). When not, the
+    /// answer's prefix up to its first mask is final as soon as it is written, and a server can
+    /// stream it.
+    fn revises(&self) -> bool {
+        true
+    }
     /// Runs the reverse process on `canvas` in place.
     fn run(
         &self,

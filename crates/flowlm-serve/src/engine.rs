@@ -1,0 +1,681 @@
+//! The decoding engine: one thread owns the model and decodes queued requests in batches.
+//!
+//! Requests wait in a bounded queue (a full queue answers 429). Each round the engine takes the
+//! oldest request and every other waiting request with the same decoding settings, up to
+//! `max_batch` rows, and decodes them as one left-padded batch: each row computes what it would
+//! compute alone, so a batched request returns exactly what it returns alone. Requests that
+//! sample (temperature > 0 or random remasking) draw from one random stream per batch, so they
+//! run alone to keep that guarantee. Every step's changes go to the requests that stream them;
+//! a request whose client has gone or whose deadline has passed stops costing anything once
+//! every row of its batch is in that state (the next forward pass is refused).
+
+use crate::api::{ApiError, DecodeParams, Input, Request, apply_stop};
+use crate::metrics::Metrics;
+use axum::http::StatusCode;
+use flowlm::canvas::Canvas;
+use flowlm::model::open::OpenedModel;
+use flowlm::model::{Denoiser, FlowlmMetadata, KvCache, Logits, TopChoices};
+use flowlm::random::rng_for;
+use flowlm::sampler::{ChangeKind, SamplerSettings, StepEvent, build_sampler};
+use flowlm::tokenizer::Tokenizer;
+use flowlm::tokenizer::chat::{ChatTemplate, Message};
+use flowlm::vocabulary::Vocabulary;
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// What the HTTP side needs to know about the model (the weights stay on the engine thread).
+pub struct ModelInfo {
+    /// The name clients pass as `model` (the directory's name).
+    pub id: String,
+    pub directory: PathBuf,
+    pub tokenizer: Tokenizer,
+    pub metadata: FlowlmMetadata,
+    pub context_length: usize,
+    pub prompt_prefix: Vec<u32>,
+    pub chat_template: Option<ChatTemplate>,
+    pub vocabulary: Vocabulary,
+}
+
+/// One change of a streamed step, as the page draws it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CanvasChange {
+    /// The choice (row) of the request.
+    pub index: usize,
+    /// Position within the answer.
+    pub position: usize,
+    pub token: u32,
+    pub text: String,
+    pub confidence: f64,
+    /// `filled`, `revised` or `remasked`.
+    pub kind: &'static str,
+}
+
+/// One finished choice.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub index: usize,
+    pub text: String,
+    /// `stop` (a stop string or end of text) or `length`.
+    pub finish_reason: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub choices: Vec<Choice>,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub steps: usize,
+    pub forward_passes: usize,
+}
+
+/// What a request hears from the engine.
+#[derive(Debug, Clone)]
+pub enum JobEvent {
+    /// A denoising step's changes to this request's rows (only with `stream_steps`).
+    Step {
+        step: usize,
+        masked: usize,
+        changes: Vec<CanvasChange>,
+    },
+    /// Newly final text of one choice (only from samplers that never revise).
+    Text { index: usize, delta: String },
+    Done(Completion),
+    Failed(ApiError),
+}
+
+/// A request ready to decode.
+pub struct Job {
+    prompt: Vec<u32>,
+    sampler: String,
+    settings: SamplerSettings,
+    gen_length: usize,
+    /// Requests with equal keys share a batch.
+    batch_key: String,
+    /// Sampling requests run alone (one random stream per batch).
+    alone: bool,
+    seed: u64,
+    n: usize,
+    stop: Vec<String>,
+    stream_steps: bool,
+    stream_text: bool,
+    deadline: Instant,
+    enqueued: Instant,
+    events: mpsc::UnboundedSender<JobEvent>,
+}
+
+impl Job {
+    fn abandoned(&self, now: Instant) -> bool {
+        self.events.is_closed() || now > self.deadline
+    }
+}
+
+/// Engine limits.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    pub max_batch: usize,
+    pub queue: usize,
+    pub timeout: Duration,
+}
+
+/// The HTTP side's handle on the engine.
+pub struct Engine {
+    pub info: Arc<ModelInfo>,
+    pub metrics: Arc<Metrics>,
+    queue: mpsc::Sender<Job>,
+    options: EngineOptions,
+}
+
+impl Engine {
+    /// Opens the model on a new engine thread (the weights never leave it) and starts decoding.
+    pub fn start(
+        model: PathBuf,
+        device: burn::tensor::Device,
+        options: EngineOptions,
+        metrics: Arc<Metrics>,
+    ) -> flowlm::Result<Self> {
+        let (sender, receiver) = mpsc::channel(options.queue);
+        let (opened, ready) = std::sync::mpsc::channel();
+        let worker_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("flowlm-engine".into())
+            .spawn(move || {
+                let model = match OpenedModel::open(&model, &device) {
+                    Ok(model) => model,
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                let info = Arc::new(model_info(&model));
+                let _ = opened.send(Ok(info.clone()));
+                decode_forever(&*model.denoiser, &info, &worker_metrics, receiver, options);
+            })
+            .map_err(|e| flowlm::FlowError::Unsupported(format!("starting the engine: {e}")))?;
+        let info = ready.recv().map_err(|_| {
+            flowlm::FlowError::Unsupported("the engine thread stopped while opening the model".into())
+        })??;
+        Ok(Self {
+            info,
+            metrics,
+            queue: sender,
+            options,
+        })
+    }
+
+    /// Validates `request` against the model and queues it; the receiver hears its events.
+    pub fn submit(&self, request: &Request) -> Result<mpsc::UnboundedReceiver<JobEvent>, ApiError> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let job = self.prepare(request, events)?;
+        self.queue.try_send(job).map_err(|_| ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "the queue is full ({} requests waiting); retry later",
+                self.options.queue
+            ),
+            param: None,
+            kind: "rate_limit_exceeded",
+        })?;
+        self.metrics.queued(1);
+        Ok(receiver)
+    }
+
+    /// The request's tokens and sampler settings: the model's defaults, overridden by the
+    /// request's fields, checked as `flowlm generate` checks its flags.
+    fn prepare(
+        &self,
+        request: &Request,
+        events: mpsc::UnboundedSender<JobEvent>,
+    ) -> Result<Job, ApiError> {
+        let info = &self.info;
+        let prompt = encode_input(info, &request.input)?;
+        let p = &request.params;
+        let defaults = &info.metadata.sampler_defaults;
+        let sampler = p.sampler.clone().unwrap_or_else(|| defaults.sampler.clone());
+        let gen_length = p.max_tokens.unwrap_or(defaults.gen_length);
+        if prompt.len() + gen_length > info.context_length {
+            return Err(ApiError::invalid(
+                "max_tokens",
+                format!(
+                    "the prompt ({} tokens) plus max_tokens {gen_length} exceeds the model's context of {} tokens",
+                    prompt.len(),
+                    info.context_length
+                ),
+            ));
+        }
+        let settings = sampler_settings(p, defaults, gen_length, info);
+        build_sampler(
+            &sampler,
+            &settings,
+            &info.metadata.corruption,
+            &info.vocabulary,
+        )
+        .map_err(|e| invalid_setting(p, e))?;
+        let alone = settings.temperature > 0.0
+            || settings.remasking == flowlm::sampler::Remasking::Random
+            || sampler != "llada" && sampler != "greedy";
+        let now = Instant::now();
+        Ok(Job {
+            batch_key: format!("{sampler}/{gen_length}/{settings:?}"),
+            prompt,
+            sampler,
+            settings,
+            gen_length,
+            alone,
+            seed: request.seed,
+            n: request.n,
+            stop: request.stop.clone(),
+            stream_steps: request.stream && request.stream_steps,
+            stream_text: request.stream,
+            deadline: now + self.options.timeout,
+            enqueued: now,
+            events,
+        })
+    }
+}
+
+fn model_info(model: &OpenedModel) -> ModelInfo {
+    let id = model
+        .directory
+        .file_name()
+        .map_or("flowlm".into(), |n| n.to_string_lossy().into_owned());
+    ModelInfo {
+        id,
+        directory: model.directory.clone(),
+        tokenizer: model.tokenizer.clone(),
+        metadata: model.metadata.clone(),
+        context_length: model.context_length,
+        prompt_prefix: model.prompt_prefix.clone(),
+        chat_template: ChatTemplate::load(&model.directory).ok(),
+        vocabulary: Vocabulary::for_tokenizer(&model.tokenizer, model.denoiser.vocab_size()),
+    }
+}
+
+/// A prompt's tokens; chat messages go through the model's chat template, or, for a model
+/// without one, `role: content` lines and an `assistant:` cue.
+fn encode_input(info: &ModelInfo, input: &Input) -> Result<Vec<u32>, ApiError> {
+    let failed = |field: &str, e: flowlm::FlowError| ApiError::invalid(field, e.to_string());
+    match input {
+        Input::Prompt(text) => {
+            let mut ids = info.prompt_prefix.clone();
+            ids.extend(info.tokenizer.encode(text).map_err(|e| failed("prompt", e))?);
+            Ok(ids)
+        }
+        Input::Chat(messages) => {
+            let text = match &info.chat_template {
+                Some(template) => template
+                    .render(messages, true)
+                    .map_err(|e| failed("messages", e))?,
+                None => plain_chat(messages),
+            };
+            let mut ids = match &info.chat_template {
+                // A template writes its own beginning token.
+                Some(_) => Vec::new(),
+                None => info.prompt_prefix.clone(),
+            };
+            ids.extend(info.tokenizer.encode(&text).map_err(|e| failed("messages", e))?);
+            Ok(ids)
+        }
+    }
+}
+
+fn plain_chat(messages: &[Message]) -> String {
+    let mut text: String = messages
+        .iter()
+        .map(|m| format!("{}: {}\n", m.role, m.content))
+        .collect();
+    text.push_str("assistant:");
+    text
+}
+
+fn sampler_settings(
+    p: &DecodeParams,
+    defaults: &flowlm::model::saved::SamplerDefaults,
+    gen_length: usize,
+    info: &ModelInfo,
+) -> SamplerSettings {
+    SamplerSettings {
+        steps: p.steps.unwrap_or(gen_length),
+        block_length: p
+            .block_length
+            .unwrap_or(defaults.block_length.min(gen_length)),
+        temperature: p.temperature.unwrap_or(defaults.temperature),
+        remasking: p.remasking.unwrap_or(defaults.remasking),
+        top_p: p.top_p.unwrap_or(1.0),
+        top_k: 0,
+        parallel: p
+            .threshold
+            .map_or(flowlm::sampler::ParallelRule::Schedule, |tau| {
+                flowlm::sampler::ParallelRule::Threshold(tau)
+            }),
+        cache: p.cache,
+        // Answers end at end-of-text: LLaDA stops computing once a block is all EOS.
+        end_tokens: vec![info.metadata.eos_token_id],
+        ..SamplerSettings::default()
+    }
+}
+
+/// Settings and sampler errors name a `flowlm generate` flag; the API names the field.
+fn invalid_setting(p: &DecodeParams, error: flowlm::FlowError) -> ApiError {
+    let message = error.to_string();
+    let field = [
+        ("--block-length", "block_length"),
+        ("--gen-length", "max_tokens"),
+        ("--steps", "steps"),
+        ("--threshold", "threshold"),
+        ("--temperature", "temperature"),
+        ("--top-p", "top_p"),
+        ("--cache", "cache"),
+        ("--remasking", "remasking"),
+        ("--sampler", "sampler"),
+    ]
+    .iter()
+    .find(|(flag, _)| message.contains(flag))
+    .map_or(if p.sampler.is_some() { "sampler" } else { "body" }, |(_, f)| f);
+    ApiError::invalid(field, message)
+}
+
+/// The engine loop: decode batches until the HTTP side goes away.
+fn decode_forever(
+    denoiser: &dyn Denoiser,
+    info: &ModelInfo,
+    metrics: &Metrics,
+    mut queue: mpsc::Receiver<Job>,
+    options: EngineOptions,
+) {
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    loop {
+        let first = match waiting.pop_front() {
+            Some(job) => job,
+            None => match queue.blocking_recv() {
+                Some(job) => {
+                    metrics.queued(-1);
+                    job
+                }
+                None => return,
+            },
+        };
+        while let Ok(job) = queue.try_recv() {
+            metrics.queued(-1);
+            waiting.push_back(job);
+        }
+        let batch = take_batch(first, &mut waiting, options.max_batch);
+        decode_batch(denoiser, info, metrics, batch);
+    }
+}
+
+/// `first` and the waiting requests that can share its batch (oldest first), up to
+/// `max_batch` rows; the others keep their place.
+fn take_batch(first: Job, waiting: &mut VecDeque<Job>, max_batch: usize) -> Vec<Job> {
+    let mut rows = first.n;
+    let mut batch = vec![first];
+    if batch[0].alone {
+        return batch;
+    }
+    let mut kept = VecDeque::with_capacity(waiting.len());
+    while let Some(job) = waiting.pop_front() {
+        if !job.alone && job.batch_key == batch[0].batch_key && rows + job.n <= max_batch {
+            rows += job.n;
+            batch.push(job);
+        } else {
+            kept.push_back(job);
+        }
+    }
+    *waiting = kept;
+    batch
+}
+
+/// Decodes one batch and tells each request what became of it.
+fn decode_batch(denoiser: &dyn Denoiser, info: &ModelInfo, metrics: &Metrics, jobs: Vec<Job>) {
+    let now = Instant::now();
+    let (jobs, gone): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| !j.abandoned(now));
+    for job in gone {
+        fail(&job, timeout_error(), metrics);
+    }
+    let Some(first) = jobs.first() else {
+        return;
+    };
+    let rows: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| (0..job.n).map(move |choice| (j, choice)))
+        .collect();
+    let prompts: Vec<Vec<u32>> = rows.iter().map(|&(j, _)| jobs[j].prompt.clone()).collect();
+    let ids = &info.metadata;
+    let built = Canvas::new(&prompts, first.gen_length, ids.mask_token_id, ids.pad_token_id)
+        .and_then(|canvas| {
+            let sampler = build_sampler(
+                &first.sampler,
+                &first.settings,
+                &ids.corruption,
+                &info.vocabulary,
+            )?;
+            Ok((canvas, sampler))
+        });
+    let (mut canvas, sampler) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            for job in &jobs {
+                fail(job, internal_error(&e), metrics);
+            }
+            return;
+        }
+    };
+    let mut streams = StreamState::new(&jobs, &rows, !sampler.revises());
+    let guarded = CancellableDenoiser {
+        inner: denoiser,
+        jobs: &jobs,
+        cancelled: Cell::new(false),
+    };
+    let mut rng = rng_for(first.seed, 0);
+    let result = sampler.run(&guarded, &mut canvas, &mut rng, &mut |event, canvas| {
+        metrics.step();
+        streams.observe(event, canvas, info, &jobs, metrics);
+    });
+    match result {
+        Ok(report) => {
+            metrics.forward_passes(report.forward_passes);
+            for (j, job) in jobs.iter().enumerate() {
+                if streams.failed[j] {
+                    continue;
+                }
+                let completion = finish(job, j, &rows, &canvas, info, report);
+                metrics.finished(completion.completion_tokens, job.enqueued.elapsed());
+                let _ = job.events.send(JobEvent::Done(completion));
+            }
+        }
+        Err(_) if guarded.cancelled.get() => {
+            for (j, job) in jobs.iter().enumerate() {
+                if !streams.failed[j] {
+                    fail(job, timeout_error(), metrics);
+                }
+            }
+        }
+        Err(e) => {
+            for job in &jobs {
+                fail(job, internal_error(&e), metrics);
+            }
+        }
+    }
+}
+
+fn fail(job: &Job, error: ApiError, metrics: &Metrics) {
+    metrics.failed();
+    let _ = job.events.send(JobEvent::Failed(error));
+}
+
+fn timeout_error() -> ApiError {
+    ApiError {
+        status: StatusCode::REQUEST_TIMEOUT,
+        message: "the request passed its deadline (or its client went away) before it finished"
+            .into(),
+        param: None,
+        kind: "timeout",
+    }
+}
+
+fn internal_error(error: &flowlm::FlowError) -> ApiError {
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: error.to_string(),
+        param: None,
+        kind: "server_error",
+    }
+}
+
+/// A row's answer: cut at the first end-of-text, then at the first stop string.
+fn answer_text(info: &ModelInfo, tokens: &[u32], stops: &[String]) -> (String, bool, usize) {
+    let eos = info.metadata.eos_token_id;
+    let end = tokens.iter().position(|&t| t == eos);
+    let kept = &tokens[..end.unwrap_or(tokens.len())];
+    let text = info.tokenizer.decode(kept).unwrap_or_default();
+    let (text, stopped) = apply_stop(&text, stops);
+    (text, stopped || end.is_some(), kept.len())
+}
+
+fn finish(
+    job: &Job,
+    j: usize,
+    rows: &[(usize, usize)],
+    canvas: &Canvas,
+    info: &ModelInfo,
+    report: flowlm::sampler::SamplerReport,
+) -> Completion {
+    let mut choices = Vec::new();
+    let mut completion_tokens = 0;
+    for (row, _) in rows.iter().enumerate().filter(|(_, r)| r.0 == j) {
+        let (text, stopped, tokens) = answer_text(info, canvas.response(row), &job.stop);
+        completion_tokens += tokens;
+        choices.push(Choice {
+            index: rows[row].1,
+            text,
+            finish_reason: if stopped { "stop" } else { "length" },
+        });
+    }
+    Completion {
+        choices,
+        prompt_tokens: job.prompt.len(),
+        completion_tokens,
+        steps: report.steps,
+        forward_passes: report.forward_passes,
+    }
+}
+
+/// What each request has been sent so far.
+struct StreamState<'a> {
+    rows: &'a [(usize, usize)],
+    /// Final text sent per row (only when the sampler never revises).
+    sent: Vec<Option<String>>,
+    failed: Vec<bool>,
+}
+
+impl<'a> StreamState<'a> {
+    fn new(jobs: &[Job], rows: &'a [(usize, usize)], text_is_final: bool) -> Self {
+        Self {
+            rows,
+            sent: rows
+                .iter()
+                .map(|&(j, _)| (text_is_final && jobs[j].stream_text).then(String::new))
+                .collect(),
+            failed: vec![false; jobs.len()],
+        }
+    }
+
+    fn observe(
+        &mut self,
+        event: &StepEvent,
+        canvas: &Canvas,
+        info: &ModelInfo,
+        jobs: &[Job],
+        metrics: &Metrics,
+    ) {
+        let now = Instant::now();
+        for (j, job) in jobs.iter().enumerate() {
+            if self.failed[j] {
+                continue;
+            }
+            if job.abandoned(now) {
+                self.failed[j] = true;
+                fail(job, timeout_error(), metrics);
+                continue;
+            }
+            if job.stream_steps {
+                let _ = job.events.send(self.step_update(j, event, canvas, info));
+            }
+        }
+        for (row, sent) in self.sent.iter_mut().enumerate() {
+            let (j, index) = self.rows[row];
+            let Some(sent) = sent else { continue };
+            if self.failed[j] {
+                continue;
+            }
+            let response = canvas.response(row);
+            let written = response
+                .iter()
+                .position(|&t| t == canvas.mask_id)
+                .unwrap_or(response.len());
+            let (text, _, _) = answer_text(info, &response[..written], &jobs[j].stop);
+            // A partly written character (a byte-level token cut mid-sequence) waits.
+            let text = text.trim_end_matches('\u{FFFD}');
+            if text.len() > sent.len() && text.starts_with(sent.as_str()) {
+                let delta = text[sent.len()..].to_string();
+                sent.push_str(&delta);
+                let _ = jobs[j].events.send(JobEvent::Text { index, delta });
+            }
+        }
+    }
+
+    fn step_update(&self, j: usize, event: &StepEvent, canvas: &Canvas, info: &ModelInfo) -> JobEvent {
+        let changes = event
+            .changes
+            .iter()
+            .filter(|c| self.rows[c.row].0 == j)
+            .map(|c| CanvasChange {
+                index: self.rows[c.row].1,
+                position: c.position,
+                token: c.token,
+                text: info.tokenizer.token_text(c.token),
+                confidence: c.confidence,
+                kind: match c.kind {
+                    ChangeKind::Filled => "filled",
+                    ChangeKind::Revised => "revised",
+                    ChangeKind::Remasked => "remasked",
+                },
+            })
+            .collect();
+        let masked = (0..canvas.batch())
+            .filter(|&row| self.rows[row].0 == j)
+            .map(|row| canvas.masked_count(row))
+            .sum();
+        JobEvent::Step {
+            step: event.step,
+            masked,
+            changes,
+        }
+    }
+}
+
+/// The model, refusing its next forward pass once every request of the batch is abandoned.
+struct CancellableDenoiser<'a> {
+    inner: &'a dyn Denoiser,
+    jobs: &'a [Job],
+    cancelled: Cell<bool>,
+}
+
+impl CancellableDenoiser<'_> {
+    fn check(&self) -> flowlm::Result<()> {
+        let now = Instant::now();
+        if self.jobs.iter().all(|j| j.abandoned(now)) {
+            self.cancelled.set(true);
+            return Err(flowlm::FlowError::Unsupported("every request was abandoned".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Denoiser for CancellableDenoiser<'_> {
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> flowlm::Result<Logits> {
+        self.check()?;
+        self.inner.logits(canvas, time)
+    }
+
+    fn top_choices(
+        &self,
+        canvas: &Canvas,
+        time: Option<&[f32]>,
+        forbidden: u32,
+    ) -> flowlm::Result<TopChoices> {
+        self.check()?;
+        self.inner.top_choices(canvas, time, forbidden)
+    }
+
+    fn cached_top_choices(
+        &self,
+        canvas: &Canvas,
+        cache: Option<&KvCache>,
+        computed: Range<usize>,
+        read: Range<usize>,
+        forbidden: u32,
+    ) -> flowlm::Result<(TopChoices, Option<KvCache>)> {
+        self.check()?;
+        self.inner
+            .cached_top_choices(canvas, cache, computed, read, forbidden)
+    }
+
+    fn embedding_table(&self) -> Option<(Vec<f32>, usize)> {
+        self.inner.embedding_table()
+    }
+
+    fn logits_from_embeddings(&self, canvas: &Canvas, response: &[f32]) -> flowlm::Result<Logits> {
+        self.check()?;
+        self.inner.logits_from_embeddings(canvas, response)
+    }
+}
