@@ -101,7 +101,10 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<Request, ApiError> {
     {
         return Err(ApiError::invalid(
             "sampler",
-            format!("`{name}` is not a sampler; choose one of {}", SAMPLER_NAMES.join(", ")),
+            format!(
+                "`{name}` is not a sampler; choose one of {}",
+                SAMPLER_NAMES.join(", ")
+            ),
         ));
     }
     let remasking = match fields.string("remasking")?.as_deref() {
@@ -159,7 +162,10 @@ impl Fields<'_> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(ApiError::invalid(name, format!("`{name}` must be a string"))),
+            Some(_) => Err(ApiError::invalid(
+                name,
+                format!("`{name}` must be a string"),
+            )),
         }
     }
 
@@ -167,7 +173,10 @@ impl Fields<'_> {
         match self.get(name) {
             None => Ok(false),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(ApiError::invalid(name, format!("`{name}` must be true or false"))),
+            Some(_) => Err(ApiError::invalid(
+                name,
+                format!("`{name}` must be true or false"),
+            )),
         }
     }
 
@@ -208,7 +217,10 @@ impl Fields<'_> {
         match self.get("seed") {
             None => Ok(0),
             Some(value) => value.as_u64().ok_or_else(|| {
-                ApiError::invalid("seed", format!("`seed` must be a non-negative integer, got {value}"))
+                ApiError::invalid(
+                    "seed",
+                    format!("`seed` must be a non-negative integer, got {value}"),
+                )
             }),
         }
     }
@@ -237,7 +249,10 @@ impl Fields<'_> {
             ));
         };
         if items.is_empty() {
-            return Err(ApiError::invalid("messages", "`messages` must not be empty"));
+            return Err(ApiError::invalid(
+                "messages",
+                "`messages` must not be empty",
+            ));
         }
         items
             .iter()
@@ -263,9 +278,14 @@ impl Fields<'_> {
                 .iter()
                 .map(|v| v.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| ApiError::invalid("stop", "`stop` must be a string or a list of strings"))?,
+                .ok_or_else(|| {
+                    ApiError::invalid("stop", "`stop` must be a string or a list of strings")
+                })?,
             Some(_) => {
-                return Err(ApiError::invalid("stop", "`stop` must be a string or a list of strings"));
+                return Err(ApiError::invalid(
+                    "stop",
+                    "`stop` must be a string or a list of strings",
+                ));
             }
         };
         if stops.len() > MAX_STOPS || stops.iter().any(String::is_empty) {
@@ -336,9 +356,14 @@ mod tests {
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{body}");
             assert_eq!(e.param.as_deref(), Some(field), "{body}: {}", e.message);
         }
-        assert_eq!(error(r#"{"messages": []}"#, true).param.as_deref(), Some("messages"));
         assert_eq!(
-            error(r#"{"messages": [{"role": "user"}]}"#, true).param.as_deref(),
+            error(r#"{"messages": []}"#, true).param.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            error(r#"{"messages": [{"role": "user"}]}"#, true)
+                .param
+                .as_deref(),
             Some("messages[0]")
         );
     }
@@ -346,7 +371,10 @@ mod tests {
     #[test]
     fn stop_strings_cut_at_the_first_match() {
         let stops = vec!["\n\n".to_string(), "END".to_string()];
-        assert_eq!(apply_stop("a b\n\nc END", &stops), ("a b".to_string(), true));
+        assert_eq!(
+            apply_stop("a b\n\nc END", &stops),
+            ("a b".to_string(), true)
+        );
         assert_eq!(apply_stop("abc", &stops), ("abc".to_string(), false));
     }
 }

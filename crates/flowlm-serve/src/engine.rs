@@ -83,7 +83,10 @@ pub enum JobEvent {
         changes: Vec<CanvasChange>,
     },
     /// Newly final text of one choice (only from samplers that never revise).
-    Text { index: usize, delta: String },
+    Text {
+        index: usize,
+        delta: String,
+    },
     Done(Completion),
     Failed(ApiError),
 }
@@ -157,7 +160,9 @@ impl Engine {
             })
             .map_err(|e| flowlm::FlowError::Unsupported(format!("starting the engine: {e}")))?;
         let info = ready.recv().map_err(|_| {
-            flowlm::FlowError::Unsupported("the engine thread stopped while opening the model".into())
+            flowlm::FlowError::Unsupported(
+                "the engine thread stopped while opening the model".into(),
+            )
         })??;
         Ok(Self {
             info,
@@ -195,7 +200,10 @@ impl Engine {
         let prompt = encode_input(info, &request.input)?;
         let p = &request.params;
         let defaults = &info.metadata.sampler_defaults;
-        let sampler = p.sampler.clone().unwrap_or_else(|| defaults.sampler.clone());
+        let sampler = p
+            .sampler
+            .clone()
+            .unwrap_or_else(|| defaults.sampler.clone());
         let gen_length = p.max_tokens.unwrap_or(defaults.gen_length);
         if prompt.len() + gen_length > info.context_length {
             return Err(ApiError::invalid(
@@ -208,6 +216,14 @@ impl Engine {
             ));
         }
         let settings = sampler_settings(p, defaults, gen_length, info);
+        if sampler == "llada" {
+            let plan = flowlm::sampler::LladaSampler {
+                steps: settings.steps,
+                block_length: settings.block_length,
+                ..Default::default()
+            };
+            plan.plan(gen_length).map_err(|e| invalid_setting(p, e))?;
+        }
         build_sampler(
             &sampler,
             &settings,
@@ -262,7 +278,11 @@ fn encode_input(info: &ModelInfo, input: &Input) -> Result<Vec<u32>, ApiError> {
     match input {
         Input::Prompt(text) => {
             let mut ids = info.prompt_prefix.clone();
-            ids.extend(info.tokenizer.encode(text).map_err(|e| failed("prompt", e))?);
+            ids.extend(
+                info.tokenizer
+                    .encode(text)
+                    .map_err(|e| failed("prompt", e))?,
+            );
             Ok(ids)
         }
         Input::Chat(messages) => {
@@ -277,7 +297,11 @@ fn encode_input(info: &ModelInfo, input: &Input) -> Result<Vec<u32>, ApiError> {
                 Some(_) => Vec::new(),
                 None => info.prompt_prefix.clone(),
             };
-            ids.extend(info.tokenizer.encode(&text).map_err(|e| failed("messages", e))?);
+            ids.extend(
+                info.tokenizer
+                    .encode(&text)
+                    .map_err(|e| failed("messages", e))?,
+            );
             Ok(ids)
         }
     }
@@ -300,9 +324,14 @@ fn sampler_settings(
 ) -> SamplerSettings {
     SamplerSettings {
         steps: p.steps.unwrap_or(gen_length),
-        block_length: p
-            .block_length
-            .unwrap_or(defaults.block_length.min(gen_length)),
+        // The model's block length when it divides the answer, else one block.
+        block_length: p.block_length.unwrap_or(
+            if gen_length.is_multiple_of(defaults.block_length.max(1)) {
+                defaults.block_length
+            } else {
+                gen_length
+            },
+        ),
         temperature: p.temperature.unwrap_or(defaults.temperature),
         remasking: p.remasking.unwrap_or(defaults.remasking),
         top_p: p.top_p.unwrap_or(1.0),
@@ -322,20 +351,22 @@ fn sampler_settings(
 /// Settings and sampler errors name a `flowlm generate` flag; the API names the field.
 fn invalid_setting(p: &DecodeParams, error: flowlm::FlowError) -> ApiError {
     let message = error.to_string();
-    let field = [
-        ("--block-length", "block_length"),
-        ("--gen-length", "max_tokens"),
-        ("--steps", "steps"),
-        ("--threshold", "threshold"),
-        ("--temperature", "temperature"),
-        ("--top-p", "top_p"),
-        ("--cache", "cache"),
-        ("--remasking", "remasking"),
-        ("--sampler", "sampler"),
-    ]
-    .iter()
-    .find(|(flag, _)| message.contains(flag))
-    .map_or(if p.sampler.is_some() { "sampler" } else { "body" }, |(_, f)| f);
+    let flag = match &error {
+        flowlm::FlowError::InvalidArgument { argument, .. } => argument.as_str(),
+        _ => "",
+    };
+    let field = match flag {
+        "--gen-length" => "max_tokens",
+        "--block-length" => "block_length",
+        "--steps" => "steps",
+        "--threshold/--factor" | "--threshold" => "threshold",
+        "--temperature" => "temperature",
+        "--top-p" => "top_p",
+        "--cache" => "cache",
+        "--remasking" => "remasking",
+        _ if p.sampler.is_some() => "sampler",
+        _ => "body",
+    };
     ApiError::invalid(field, message)
 }
 
@@ -406,16 +437,21 @@ fn decode_batch(denoiser: &dyn Denoiser, info: &ModelInfo, metrics: &Metrics, jo
         .collect();
     let prompts: Vec<Vec<u32>> = rows.iter().map(|&(j, _)| jobs[j].prompt.clone()).collect();
     let ids = &info.metadata;
-    let built = Canvas::new(&prompts, first.gen_length, ids.mask_token_id, ids.pad_token_id)
-        .and_then(|canvas| {
-            let sampler = build_sampler(
-                &first.sampler,
-                &first.settings,
-                &ids.corruption,
-                &info.vocabulary,
-            )?;
-            Ok((canvas, sampler))
-        });
+    let built = Canvas::new(
+        &prompts,
+        first.gen_length,
+        ids.mask_token_id,
+        ids.pad_token_id,
+    )
+    .and_then(|canvas| {
+        let sampler = build_sampler(
+            &first.sampler,
+            &first.settings,
+            &ids.corruption,
+            &info.vocabulary,
+        )?;
+        Ok((canvas, sampler))
+    });
     let (mut canvas, sampler) = match built {
         Ok(built) => built,
         Err(e) => {
@@ -589,7 +625,13 @@ impl<'a> StreamState<'a> {
         }
     }
 
-    fn step_update(&self, j: usize, event: &StepEvent, canvas: &Canvas, info: &ModelInfo) -> JobEvent {
+    fn step_update(
+        &self,
+        j: usize,
+        event: &StepEvent,
+        canvas: &Canvas,
+        info: &ModelInfo,
+    ) -> JobEvent {
         let changes = event
             .changes
             .iter()
@@ -631,7 +673,9 @@ impl CancellableDenoiser<'_> {
         let now = Instant::now();
         if self.jobs.iter().all(|j| j.abandoned(now)) {
             self.cancelled.set(true);
-            return Err(flowlm::FlowError::Unsupported("every request was abandoned".into()));
+            return Err(flowlm::FlowError::Unsupported(
+                "every request was abandoned".into(),
+            ));
         }
         Ok(())
     }

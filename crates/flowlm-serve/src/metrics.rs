@@ -58,13 +58,15 @@ impl Metrics {
     }
 
     pub fn forward_passes(&self, passes: usize) {
-        self.forward_passes.fetch_add(passes as u64, Ordering::Relaxed);
+        self.forward_passes
+            .fetch_add(passes as u64, Ordering::Relaxed);
     }
 
     /// A request finished with `tokens` answer tokens, `latency` after it was queued.
     pub fn finished(&self, tokens: usize, latency: Duration) {
         self.completed.fetch_add(1, Ordering::Relaxed);
-        self.generated_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+        self.generated_tokens
+            .fetch_add(tokens as u64, Ordering::Relaxed);
         if let Ok(mut histogram) = self.latency.lock() {
             histogram.observe(latency.as_secs_f64());
         }
@@ -82,7 +84,10 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         };
         let _ = writeln!(
             out,
@@ -97,11 +102,36 @@ impl Metrics {
             }
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(&mut out, "flowlm_requests_completed_total", "Generation requests answered in full.", load(&self.completed));
-        counter(&mut out, "flowlm_requests_failed_total", "Generation requests that timed out, were abandoned or failed.", load(&self.failed));
-        counter(&mut out, "flowlm_generated_tokens_total", "Answer tokens returned (up to end of text).", load(&self.generated_tokens));
-        counter(&mut out, "flowlm_denoising_steps_total", "Denoising steps run (one per batch step).", load(&self.steps));
-        counter(&mut out, "flowlm_forward_passes_total", "Forward passes of the model.", load(&self.forward_passes));
+        counter(
+            &mut out,
+            "flowlm_requests_completed_total",
+            "Generation requests answered in full.",
+            load(&self.completed),
+        );
+        counter(
+            &mut out,
+            "flowlm_requests_failed_total",
+            "Generation requests that timed out, were abandoned or failed.",
+            load(&self.failed),
+        );
+        counter(
+            &mut out,
+            "flowlm_generated_tokens_total",
+            "Answer tokens returned (up to end of text).",
+            load(&self.generated_tokens),
+        );
+        counter(
+            &mut out,
+            "flowlm_denoising_steps_total",
+            "Denoising steps run (one per batch step).",
+            load(&self.steps),
+        );
+        counter(
+            &mut out,
+            "flowlm_forward_passes_total",
+            "Forward passes of the model.",
+            load(&self.forward_passes),
+        );
         let _ = writeln!(
             out,
             "# HELP flowlm_queue_length Requests waiting for the engine.\n# TYPE flowlm_queue_length gauge\nflowlm_queue_length {}",
@@ -113,9 +143,16 @@ impl Metrics {
         );
         if let Ok(h) = self.latency.lock() {
             for (bound, count) in LATENCY_BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(out, "flowlm_request_latency_seconds_bucket{{le=\"{bound}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "flowlm_request_latency_seconds_bucket{{le=\"{bound}\"}} {count}"
+                );
             }
-            let _ = writeln!(out, "flowlm_request_latency_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "flowlm_request_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.count
+            );
             let _ = writeln!(out, "flowlm_request_latency_seconds_sum {}", h.sum);
             let _ = writeln!(out, "flowlm_request_latency_seconds_count {}", h.count);
         }

@@ -40,7 +40,9 @@ async fn page() -> Html<&'static str> {
 }
 
 async fn health(State(engine): State<Arc<Engine>>) -> Json<Value> {
-    Json(json!({"status": "ok", "model": engine.info.id, "queue_length": engine.metrics.queue_length()}))
+    Json(
+        json!({"status": "ok", "model": engine.info.id, "queue_length": engine.metrics.queue_length()}),
+    )
 }
 
 async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
@@ -210,7 +212,11 @@ fn stream(shape: Shape, mut events: mpsc::UnboundedReceiver<JobEvent>) -> Respon
             let mut out = Vec::new();
             let finished = matches!(event, JobEvent::Done(_) | JobEvent::Failed(_));
             match event {
-                JobEvent::Step { step, masked, changes } => out.push(
+                JobEvent::Step {
+                    step,
+                    masked,
+                    changes,
+                } => out.push(
                     Event::default().event("flowlm.step").data(
                         json!({"object": "flowlm.step", "step": step, "masked": masked,
                                "changes": changes})
@@ -233,7 +239,9 @@ fn stream(shape: Shape, mut events: mpsc::UnboundedReceiver<JobEvent>) -> Respon
                         out.push(shape.chunk(choice.index, "", false, Some(choice.finish_reason)));
                     }
                 }
-                JobEvent::Failed(error) => out.push(Event::default().data(error.body().to_string())),
+                JobEvent::Failed(error) => {
+                    out.push(Event::default().data(error.body().to_string()))
+                }
             }
             if finished {
                 out.push(Event::default().data("[DONE]"));

@@ -53,7 +53,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     serve(options, |address| {
-        println!("serving {} on http://{address} (the page: http://{address}/)", model.display());
+        println!(
+            "serving {} on http://{address} (the page: http://{address}/)",
+            model.display()
+        );
         let _ = std::io::stdout().flush();
     })
     .with_context(|| format!("serving {}", model.display()))

@@ -87,6 +87,14 @@ impl SamplerSettings {
             "--accept-threshold",
             finite_within(self.accept_threshold, 0.0, 1.0),
         )?;
+        if self.cache != crate::model::CacheMode::None
+            && (self.temperature > 0.0 || self.cfg_scale > 0.0)
+        {
+            return Err(FlowError::argument(
+                "--cache",
+                "cached steps read each slot's most probable token; use --temperature 0 without --cfg-scale, or --cache none",
+            ));
+        }
         match self.parallel {
             super::ParallelRule::Schedule => Ok(()),
             super::ParallelRule::Threshold(tau) => flag("--threshold", finite_above(tau, 0.0, 1.0)),
