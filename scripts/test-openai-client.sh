@@ -11,7 +11,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 cargo build --release --quiet -p flowlm-cli
 log=$(mktemp)
-target/release/flowlm serve --port 0 --model "${1:-models/default}" >"$log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/release/flowlm" serve --port 0 --model "${1:-models/default}" >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do

@@ -20,7 +20,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 cargo build --release --quiet -p flowlm-cli
 log=$(mktemp)
-target/release/flowlm serve --port 0 >"$log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/release/flowlm" serve --port 0 >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do
