@@ -258,6 +258,44 @@ fn batched_requests_return_what_they_return_alone() {
     );
 }
 
+/// A request that arrives while another decodes joins it at the next step (continuous
+/// batching): the steps overlap, and every answer is what it is alone.
+#[test]
+fn requests_join_a_running_decode_between_steps() {
+    let server = Server::start(&[]);
+    let request = |prompt: &str| {
+        json!({"prompt": prompt, "max_tokens": 64, "steps": 64, "temperature": 0,
+               "remasking": "low-confidence"})
+    };
+    let prompts = ["ROMEO:", "KING.", "Enter HAMLET", "Ay,"];
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| text_of(&server.post("/v1/completions", &request(p)).1))
+        .collect();
+    let steps_before = server.metric("flowlm_denoising_steps_total");
+    let together: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (server, body) = (&server, request(p));
+                scope.spawn(move || {
+                    // The first decodes alone for a while; the others arrive mid-way.
+                    std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 400 }));
+                    text_of(&server.post("/v1/completions", &body).1)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(together, alone);
+    let steps = server.metric("flowlm_denoising_steps_total") - steps_before;
+    assert!(
+        steps > 64.0 && steps < 128.0,
+        "{steps} steps: the later requests should join the first between steps"
+    );
+}
+
 #[test]
 fn a_full_queue_answers_429_and_a_gone_client_frees_its_work() {
     let server = Server::start(&["--queue", "1", "--max-batch", "1"]);

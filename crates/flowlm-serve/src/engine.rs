@@ -12,17 +12,13 @@
 use crate::api::{ApiError, DecodeParams, Input, Request, apply_stop};
 use crate::metrics::Metrics;
 use axum::http::StatusCode;
-use flowlm::canvas::Canvas;
 use flowlm::model::open::OpenedModel;
-use flowlm::model::{Denoiser, FlowlmMetadata, KvCache, Logits, TopChoices};
-use flowlm::random::rng_for;
-use flowlm::sampler::{ChangeKind, SamplerSettings, StepEvent, build_sampler};
+use flowlm::model::{CacheMode, Denoiser, FlowlmMetadata};
+use flowlm::sampler::{ChangeKind, SamplerSettings, build_sampler};
 use flowlm::tokenizer::Tokenizer;
 use flowlm::tokenizer::chat::{ChatTemplate, Message};
 use flowlm::vocabulary::Vocabulary;
-use std::cell::Cell;
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,26 +89,28 @@ pub enum JobEvent {
 
 /// A request ready to decode.
 pub struct Job {
-    prompt: Vec<u32>,
-    sampler: String,
-    settings: SamplerSettings,
-    gen_length: usize,
+    pub(crate) prompt: Vec<u32>,
+    pub(crate) sampler: String,
+    pub(crate) settings: SamplerSettings,
+    pub(crate) gen_length: usize,
     /// Requests with equal keys share a batch.
-    batch_key: String,
+    pub(crate) batch_key: String,
     /// Sampling requests run alone (one random stream per batch).
-    alone: bool,
-    seed: u64,
-    n: usize,
-    stop: Vec<String>,
-    stream_steps: bool,
-    stream_text: bool,
-    deadline: Instant,
-    enqueued: Instant,
-    events: mpsc::UnboundedSender<JobEvent>,
+    pub(crate) alone: bool,
+    /// Decoded step by step, joining others between steps (deterministic LLaDA, no cache).
+    pub(crate) steppable: bool,
+    pub(crate) seed: u64,
+    pub(crate) n: usize,
+    pub(crate) stop: Vec<String>,
+    pub(crate) stream_steps: bool,
+    pub(crate) stream_text: bool,
+    pub(crate) deadline: Instant,
+    pub(crate) enqueued: Instant,
+    pub(crate) events: mpsc::UnboundedSender<JobEvent>,
 }
 
 impl Job {
-    fn abandoned(&self, now: Instant) -> bool {
+    pub(crate) fn abandoned(&self, now: Instant) -> bool {
         self.events.is_closed() || now > self.deadline
     }
 }
@@ -234,8 +232,10 @@ impl Engine {
         let alone = settings.temperature > 0.0
             || settings.remasking == flowlm::sampler::Remasking::Random
             || sampler != "llada" && sampler != "greedy";
+        let steppable = sampler == "llada" && settings.cache == CacheMode::None && !alone;
         let now = Instant::now();
         Ok(Job {
+            steppable,
             batch_key: format!("{sampler}/{gen_length}/{settings:?}"),
             prompt,
             sampler,
@@ -394,8 +394,20 @@ fn decode_forever(
             metrics.queued(-1);
             waiting.push_back(job);
         }
-        let batch = take_batch(first, &mut waiting, options.max_batch);
-        decode_batch(denoiser, info, metrics, batch);
+        if first.steppable {
+            crate::continuous::decode(
+                first,
+                denoiser,
+                info,
+                metrics,
+                &mut queue,
+                &mut waiting,
+                options.max_batch,
+            );
+        } else {
+            let batch = take_batch(first, &mut waiting, options.max_batch);
+            crate::batch::decode_batch(denoiser, info, metrics, batch);
+        }
     }
 }
 
@@ -420,91 +432,12 @@ fn take_batch(first: Job, waiting: &mut VecDeque<Job>, max_batch: usize) -> Vec<
     batch
 }
 
-/// Decodes one batch and tells each request what became of it.
-fn decode_batch(denoiser: &dyn Denoiser, info: &ModelInfo, metrics: &Metrics, jobs: Vec<Job>) {
-    let now = Instant::now();
-    let (jobs, gone): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| !j.abandoned(now));
-    for job in gone {
-        fail(&job, timeout_error(), metrics);
-    }
-    let Some(first) = jobs.first() else {
-        return;
-    };
-    let rows: Vec<(usize, usize)> = jobs
-        .iter()
-        .enumerate()
-        .flat_map(|(j, job)| (0..job.n).map(move |choice| (j, choice)))
-        .collect();
-    let prompts: Vec<Vec<u32>> = rows.iter().map(|&(j, _)| jobs[j].prompt.clone()).collect();
-    let ids = &info.metadata;
-    let built = Canvas::new(
-        &prompts,
-        first.gen_length,
-        ids.mask_token_id,
-        ids.pad_token_id,
-    )
-    .and_then(|canvas| {
-        let sampler = build_sampler(
-            &first.sampler,
-            &first.settings,
-            &ids.corruption,
-            &info.vocabulary,
-        )?;
-        Ok((canvas, sampler))
-    });
-    let (mut canvas, sampler) = match built {
-        Ok(built) => built,
-        Err(e) => {
-            for job in &jobs {
-                fail(job, internal_error(&e), metrics);
-            }
-            return;
-        }
-    };
-    let mut streams = StreamState::new(&jobs, &rows, !sampler.revises());
-    let guarded = CancellableDenoiser {
-        inner: denoiser,
-        jobs: &jobs,
-        cancelled: Cell::new(false),
-    };
-    let mut rng = rng_for(first.seed, 0);
-    let result = sampler.run(&guarded, &mut canvas, &mut rng, &mut |event, canvas| {
-        metrics.step();
-        streams.observe(event, canvas, info, &jobs, metrics);
-    });
-    match result {
-        Ok(report) => {
-            metrics.forward_passes(report.forward_passes);
-            for (j, job) in jobs.iter().enumerate() {
-                if streams.failed[j] {
-                    continue;
-                }
-                let completion = finish(job, j, &rows, &canvas, info, report);
-                metrics.finished(completion.completion_tokens, job.enqueued.elapsed());
-                let _ = job.events.send(JobEvent::Done(completion));
-            }
-        }
-        Err(_) if guarded.cancelled.get() => {
-            for (j, job) in jobs.iter().enumerate() {
-                if !streams.failed[j] {
-                    fail(job, timeout_error(), metrics);
-                }
-            }
-        }
-        Err(e) => {
-            for job in &jobs {
-                fail(job, internal_error(&e), metrics);
-            }
-        }
-    }
-}
-
-fn fail(job: &Job, error: ApiError, metrics: &Metrics) {
+pub(crate) fn fail(job: &Job, error: ApiError, metrics: &Metrics) {
     metrics.failed();
     let _ = job.events.send(JobEvent::Failed(error));
 }
 
-fn timeout_error() -> ApiError {
+pub(crate) fn timeout_error() -> ApiError {
     ApiError {
         status: StatusCode::REQUEST_TIMEOUT,
         message: "the request passed its deadline (or its client went away) before it finished"
@@ -514,7 +447,7 @@ fn timeout_error() -> ApiError {
     }
 }
 
-fn internal_error(error: &flowlm::FlowError) -> ApiError {
+pub(crate) fn internal_error(error: &flowlm::FlowError) -> ApiError {
     ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: error.to_string(),
@@ -524,7 +457,11 @@ fn internal_error(error: &flowlm::FlowError) -> ApiError {
 }
 
 /// A row's answer: cut at the first end-of-text, then at the first stop string.
-fn answer_text(info: &ModelInfo, tokens: &[u32], stops: &[String]) -> (String, bool, usize) {
+pub(crate) fn answer_text(
+    info: &ModelInfo,
+    tokens: &[u32],
+    stops: &[String],
+) -> (String, bool, usize) {
     let eos = info.metadata.eos_token_id;
     let end = tokens.iter().position(|&t| t == eos);
     let kept = &tokens[..end.unwrap_or(tokens.len())];
@@ -533,193 +470,75 @@ fn answer_text(info: &ModelInfo, tokens: &[u32], stops: &[String]) -> (String, b
     (text, stopped || end.is_some(), kept.len())
 }
 
-fn finish(
-    job: &Job,
-    j: usize,
-    rows: &[(usize, usize)],
-    canvas: &Canvas,
+/// The text newly final in `response` (the prefix up to its first mask, cut at the end of text
+/// and at stop strings) beyond what was `sent`; `sent` grows by it.
+pub(crate) fn final_text_delta(
     info: &ModelInfo,
-    report: flowlm::sampler::SamplerReport,
+    response: &[u32],
+    stops: &[String],
+    sent: &mut String,
+) -> Option<String> {
+    let mask = info.metadata.mask_token_id;
+    let written = response
+        .iter()
+        .position(|&t| t == mask)
+        .unwrap_or(response.len());
+    let (text, _, _) = answer_text(info, &response[..written], stops);
+    // A partly written character (a byte-level token cut mid-sequence) waits.
+    let text = text.trim_end_matches('\u{FFFD}');
+    if text.len() > sent.len() && text.starts_with(sent.as_str()) {
+        let delta = text[sent.len()..].to_string();
+        sent.push_str(&delta);
+        return Some(delta);
+    }
+    None
+}
+
+/// One step change as the page draws it; `index` is the request's choice.
+pub(crate) fn canvas_change(
+    change: &flowlm::sampler::Change,
+    index: usize,
+    info: &ModelInfo,
+) -> CanvasChange {
+    CanvasChange {
+        index,
+        position: change.position,
+        token: change.token,
+        text: info.tokenizer.token_text(change.token),
+        confidence: change.confidence,
+        kind: match change.kind {
+            ChangeKind::Filled => "filled",
+            ChangeKind::Revised => "revised",
+            ChangeKind::Remasked => "remasked",
+        },
+    }
+}
+
+/// A request's completion from its choices' answers, (choice index, answer tokens) each.
+pub(crate) fn completion(
+    info: &ModelInfo,
+    job: &Job,
+    answers: &[(usize, &[u32])],
+    steps: usize,
+    forward_passes: usize,
 ) -> Completion {
     let mut choices = Vec::new();
     let mut completion_tokens = 0;
-    for (row, _) in rows.iter().enumerate().filter(|(_, r)| r.0 == j) {
-        let (text, stopped, tokens) = answer_text(info, canvas.response(row), &job.stop);
-        completion_tokens += tokens;
+    for &(index, tokens) in answers {
+        let (text, stopped, kept) = answer_text(info, tokens, &job.stop);
+        completion_tokens += kept;
         choices.push(Choice {
-            index: rows[row].1,
+            index,
             text,
             finish_reason: if stopped { "stop" } else { "length" },
         });
     }
+    choices.sort_by_key(|c| c.index);
     Completion {
         choices,
         prompt_tokens: job.prompt.len(),
         completion_tokens,
-        steps: report.steps,
-        forward_passes: report.forward_passes,
-    }
-}
-
-/// What each request has been sent so far.
-struct StreamState<'a> {
-    rows: &'a [(usize, usize)],
-    /// Final text sent per row (only when the sampler never revises).
-    sent: Vec<Option<String>>,
-    failed: Vec<bool>,
-}
-
-impl<'a> StreamState<'a> {
-    fn new(jobs: &[Job], rows: &'a [(usize, usize)], text_is_final: bool) -> Self {
-        Self {
-            rows,
-            sent: rows
-                .iter()
-                .map(|&(j, _)| (text_is_final && jobs[j].stream_text).then(String::new))
-                .collect(),
-            failed: vec![false; jobs.len()],
-        }
-    }
-
-    fn observe(
-        &mut self,
-        event: &StepEvent,
-        canvas: &Canvas,
-        info: &ModelInfo,
-        jobs: &[Job],
-        metrics: &Metrics,
-    ) {
-        let now = Instant::now();
-        for (j, job) in jobs.iter().enumerate() {
-            if self.failed[j] {
-                continue;
-            }
-            if job.abandoned(now) {
-                self.failed[j] = true;
-                fail(job, timeout_error(), metrics);
-                continue;
-            }
-            if job.stream_steps {
-                let _ = job.events.send(self.step_update(j, event, canvas, info));
-            }
-        }
-        for (row, sent) in self.sent.iter_mut().enumerate() {
-            let (j, index) = self.rows[row];
-            let Some(sent) = sent else { continue };
-            if self.failed[j] {
-                continue;
-            }
-            let response = canvas.response(row);
-            let written = response
-                .iter()
-                .position(|&t| t == canvas.mask_id)
-                .unwrap_or(response.len());
-            let (text, _, _) = answer_text(info, &response[..written], &jobs[j].stop);
-            // A partly written character (a byte-level token cut mid-sequence) waits.
-            let text = text.trim_end_matches('\u{FFFD}');
-            if text.len() > sent.len() && text.starts_with(sent.as_str()) {
-                let delta = text[sent.len()..].to_string();
-                sent.push_str(&delta);
-                let _ = jobs[j].events.send(JobEvent::Text { index, delta });
-            }
-        }
-    }
-
-    fn step_update(
-        &self,
-        j: usize,
-        event: &StepEvent,
-        canvas: &Canvas,
-        info: &ModelInfo,
-    ) -> JobEvent {
-        let changes = event
-            .changes
-            .iter()
-            .filter(|c| self.rows[c.row].0 == j)
-            .map(|c| CanvasChange {
-                index: self.rows[c.row].1,
-                position: c.position,
-                token: c.token,
-                text: info.tokenizer.token_text(c.token),
-                confidence: c.confidence,
-                kind: match c.kind {
-                    ChangeKind::Filled => "filled",
-                    ChangeKind::Revised => "revised",
-                    ChangeKind::Remasked => "remasked",
-                },
-            })
-            .collect();
-        let masked = (0..canvas.batch())
-            .filter(|&row| self.rows[row].0 == j)
-            .map(|row| canvas.masked_count(row))
-            .sum();
-        JobEvent::Step {
-            step: event.step,
-            masked,
-            changes,
-        }
-    }
-}
-
-/// The model, refusing its next forward pass once every request of the batch is abandoned.
-struct CancellableDenoiser<'a> {
-    inner: &'a dyn Denoiser,
-    jobs: &'a [Job],
-    cancelled: Cell<bool>,
-}
-
-impl CancellableDenoiser<'_> {
-    fn check(&self) -> flowlm::Result<()> {
-        let now = Instant::now();
-        if self.jobs.iter().all(|j| j.abandoned(now)) {
-            self.cancelled.set(true);
-            return Err(flowlm::FlowError::Unsupported(
-                "every request was abandoned".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Denoiser for CancellableDenoiser<'_> {
-    fn vocab_size(&self) -> usize {
-        self.inner.vocab_size()
-    }
-
-    fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> flowlm::Result<Logits> {
-        self.check()?;
-        self.inner.logits(canvas, time)
-    }
-
-    fn top_choices(
-        &self,
-        canvas: &Canvas,
-        time: Option<&[f32]>,
-        forbidden: u32,
-    ) -> flowlm::Result<TopChoices> {
-        self.check()?;
-        self.inner.top_choices(canvas, time, forbidden)
-    }
-
-    fn cached_top_choices(
-        &self,
-        canvas: &Canvas,
-        cache: Option<&KvCache>,
-        computed: Range<usize>,
-        read: Range<usize>,
-        forbidden: u32,
-    ) -> flowlm::Result<(TopChoices, Option<KvCache>)> {
-        self.check()?;
-        self.inner
-            .cached_top_choices(canvas, cache, computed, read, forbidden)
-    }
-
-    fn embedding_table(&self) -> Option<(Vec<f32>, usize)> {
-        self.inner.embedding_table()
-    }
-
-    fn logits_from_embeddings(&self, canvas: &Canvas, response: &[f32]) -> flowlm::Result<Logits> {
-        self.check()?;
-        self.inner.logits_from_embeddings(canvas, response)
+        steps,
+        forward_passes,
     }
 }

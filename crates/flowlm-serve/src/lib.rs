@@ -1,12 +1,15 @@
 //! `flowlm serve`: an OpenAI-compatible HTTP server for every model `flowlm generate` runs.
 //!
 //! - [`api`]: request bodies read field by field (400s name the field);
-//! - [`engine`]: one thread owns the model and decodes queued requests in batches, streaming
-//!   each step;
+//! - [`engine`]: one thread owns the model and decodes queued requests, streaming each step:
+//!   LLaDA requests step by step with requests joining between steps (`continuous`), the
+//!   others in batches (`batch`);
 //! - [`metrics`]: Prometheus counters and latency histograms;
 //! - `routes`: the endpoints, server-sent events, and the page that draws the canvas.
 
 pub mod api;
+mod batch;
+mod continuous;
 pub mod engine;
 pub mod metrics;
 mod routes;

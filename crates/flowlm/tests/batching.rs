@@ -73,3 +73,55 @@ fn the_same_weights_come_from_the_same_seed() {
         b.logits(&canvas, None).unwrap()
     );
 }
+
+/// LLaDA's rows advance on their own (`step_rows`): a row that joins a decode between steps,
+/// as a server's continuous batching does, ends with what it gets alone, and so does the row
+/// already running.
+#[test]
+fn a_row_that_joins_between_steps_gets_what_it_gets_alone() {
+    use flowlm::sampler::RowProgress;
+    let denoiser = tiny_model();
+    let prompts = vec![vec![3, 4, 5, 6, 7, 8], vec![9, 10]];
+    for parallel in [ParallelRule::Schedule, ParallelRule::Threshold(0.5)] {
+        let sampler = LladaSampler {
+            steps: 8,
+            block_length: 4,
+            parallel,
+            ..Default::default()
+        };
+        let alone: Vec<Vec<u32>> = prompts
+            .iter()
+            .map(|prompt| {
+                let mut canvas = Canvas::new(std::slice::from_ref(prompt), 8, 0, 1).unwrap();
+                sampler
+                    .run(&denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {})
+                    .unwrap();
+                canvas.response(0).to_vec()
+            })
+            .collect();
+        let mut canvas = Canvas::new(&prompts, 8, 0, 1).unwrap();
+        let mut rows: Vec<Option<RowProgress>> =
+            vec![Some(sampler.start_row(&canvas, 0).unwrap()), None];
+        let mut step = 0;
+        // The first row runs alone for a step, then the second joins.
+        while step <= 1 || rows.iter().any(Option::is_some) {
+            if step == 1 {
+                rows[1] = Some(sampler.start_row(&canvas, 1).unwrap());
+            }
+            sampler
+                .step_rows(&denoiser, &mut canvas, &mut rows, step, &mut rng_for(0, 0))
+                .unwrap();
+            step += 1;
+        }
+        assert_eq!(
+            canvas.response(0),
+            alone[0].as_slice(),
+            "{parallel:?}: first row"
+        );
+        assert_eq!(
+            canvas.response(1),
+            alone[1].as_slice(),
+            "{parallel:?}: joining row"
+        );
+    }
+}

@@ -2,7 +2,9 @@
 //! on a task model), printed as one markdown table.
 
 use anyhow::Context;
-use flowlm::eval::decoding_modes::{DecodingMode, SpeedRow, compare_accuracy, compare_speed};
+use flowlm::eval::decoding_modes::{
+    DecodingMode, SpeedRow, TaskFigures, compare_accuracy, compare_speed,
+};
 use flowlm::model::SavedModel;
 use flowlm::model::open::OpenedModel;
 use flowlm::tasks::task_for_data;
@@ -86,18 +88,19 @@ fn task_accuracy(
     task: &TaskBench,
     modes: &[DecodingMode],
     device: &burn::tensor::Device,
-) -> anyhow::Result<Vec<(usize, usize)>> {
+) -> anyhow::Result<Vec<TaskFigures>> {
     let saved = SavedModel::load(&task.model, device)
         .with_context(|| format!("loading {}", task.model.display()))?;
     let checker = task_for_data(&task.name, &task.data)?;
     let examples = super::eval_budget::read_examples(&task.data, task.examples)?;
     println!(
-        "accuracy: {} on {} held-out examples of {} ({}), blocks of {}",
+        "task: {} on {} held-out examples of {} ({}), blocks of {}, batches of {}",
         task.model.display(),
         examples.len(),
         task.name,
         task.data.display(),
-        task.block_length
+        task.block_length,
+        task.batch_size
     );
     Ok(compare_accuracy(
         &saved,
@@ -107,28 +110,32 @@ fn task_accuracy(
         modes,
         task.batch_size,
         device,
-        &mut |mode, correct, total| eprintln!("  scored {}: {correct}/{total}", mode.label()),
+        &mut |mode, f| eprintln!("  scored {}: {}/{}", mode.label(), f.correct, f.total),
     )?)
 }
 
-fn print_table(speed: &[SpeedRow], accuracy: Option<&[(usize, usize)]>) {
+fn print_table(speed: &[SpeedRow], task: Option<&[TaskFigures]>) {
     println!();
     println!(
-        "| mode | tokens/s | speed-up | forward passes | same tokens as uncached | task accuracy |"
+        "| mode | tokens/s | speed-up | forward passes | same tokens as uncached | task accuracy | task tokens/s | task speed-up | task passes per batch |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (index, row) in speed.iter().enumerate() {
-        let score =
-            accuracy
-                .and_then(|a| a.get(index))
-                .map_or("-".to_string(), |&(correct, total)| {
+        let task_columns =
+            task.and_then(|t| t.get(index))
+                .map_or("- | - | - | -".to_string(), |f| {
                     format!(
-                        "{:.1}% ({correct}/{total})",
-                        100.0 * correct as f64 / total.max(1) as f64
+                        "{:.1}% ({}/{}) | {:.0} | {:.2}x | {:.1}",
+                        100.0 * f.accuracy(),
+                        f.correct,
+                        f.total,
+                        f.tokens_per_second,
+                        f.speedup,
+                        f.passes_per_batch
                     )
                 });
         println!(
-            "| {} | {:.1} | {:.2}x | {} | {:.0}% | {score} |",
+            "| {} | {:.1} | {:.2}x | {} | {:.0}% | {task_columns} |",
             row.mode.label(),
             row.tokens_per_second,
             row.speedup,

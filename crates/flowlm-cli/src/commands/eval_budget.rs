@@ -96,7 +96,8 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
                 args.batch_size,
                 &device,
                 &mut || bar.inc(1),
-            )?;
+            )?
+            .correct;
             cells.push(BudgetCell {
                 sampler: name.to_string(),
                 budget,
@@ -122,7 +123,8 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
             args.batch_size,
             &device,
             &mut || {},
-        )?;
+        )?
+        .correct;
         // Left to right always takes one step per token: it appears under the full budget.
         cells.push(BudgetCell {
             sampler: "ar".into(),

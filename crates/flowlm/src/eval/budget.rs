@@ -26,6 +26,14 @@ impl BudgetCell {
     }
 }
 
+/// What decoding a task's examples gave and cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskRun {
+    pub correct: usize,
+    /// Forward passes over all batches.
+    pub forward_passes: usize,
+}
+
 /// Exact-match accuracy of `sampler` on `examples`, decoding `batch_size` prompts at a time.
 pub fn task_accuracy(
     saved: &SavedModel,
@@ -35,32 +43,36 @@ pub fn task_accuracy(
     batch_size: usize,
     device: &Device,
     on_batch: &mut dyn FnMut(),
-) -> Result<usize> {
+) -> Result<TaskRun> {
     let answer_length = answer_tokens(saved, examples)?;
     let special = saved.tokenizer.special();
     let denoiser = saved.denoiser(device);
-    let mut correct = 0;
+    let mut run = TaskRun {
+        correct: 0,
+        forward_passes: 0,
+    };
     for (index, chunk) in examples.chunks(batch_size.max(1)).enumerate() {
         let prompts = chunk
             .iter()
             .map(|e| saved.tokenizer.encode(&e.prompt))
             .collect::<Result<Vec<_>>>()?;
         let mut canvas = Canvas::new(&prompts, answer_length, special.mask, special.pad)?;
-        sampler.run(
+        let report = sampler.run(
             &denoiser,
             &mut canvas,
             &mut rng_for(0, index as u64),
             &mut |_, _| {},
         )?;
+        run.forward_passes += report.forward_passes;
         for (row, example) in chunk.iter().enumerate() {
             let answer = saved.tokenizer.decode(canvas.response(row))?;
             if task.score(&example.prompt, &answer) >= 1.0 {
-                correct += 1;
+                run.correct += 1;
             }
         }
         on_batch();
     }
-    Ok(correct)
+    Ok(run)
 }
 
 /// Tokens of the (fixed-length) answers.

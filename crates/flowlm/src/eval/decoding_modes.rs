@@ -121,8 +121,27 @@ pub fn compare_speed(
     Ok(rows)
 }
 
-/// Exact-match accuracy of every mode on `examples` of `task`, the answer decoded in blocks of
-/// `block_length`; returns (correct, total) per mode.
+/// One mode on the task.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskFigures {
+    pub correct: usize,
+    pub total: usize,
+    /// Forward passes per batch of examples.
+    pub passes_per_batch: f64,
+    /// Answer tokens per second, decoding `batch_size` examples at a time.
+    pub tokens_per_second: f64,
+    /// Tokens per second over the first mode's.
+    pub speedup: f64,
+}
+
+impl TaskFigures {
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
+/// Exact-match accuracy, forward passes and speed of every mode on `examples` of `task`, the
+/// answer decoded in blocks of `block_length`.
 #[allow(clippy::too_many_arguments)]
 pub fn compare_accuracy(
     saved: &SavedModel,
@@ -132,13 +151,15 @@ pub fn compare_accuracy(
     modes: &[DecodingMode],
     batch_size: usize,
     device: &Device,
-    on_mode: &mut dyn FnMut(DecodingMode, usize, usize),
-) -> Result<Vec<(usize, usize)>> {
+    on_mode: &mut dyn FnMut(DecodingMode, &TaskFigures),
+) -> Result<Vec<TaskFigures>> {
     let gen_length = answer_tokens(saved, examples)?;
+    let batches = examples.len().div_ceil(batch_size.max(1)).max(1);
     let mut results = Vec::new();
     for &mode in modes {
         let sampler = mode.sampler(gen_length, block_length);
-        let correct = task_accuracy(
+        let started = Instant::now();
+        let run = task_accuracy(
             saved,
             task,
             examples,
@@ -147,8 +168,25 @@ pub fn compare_accuracy(
             device,
             &mut || {},
         )?;
-        on_mode(mode, correct, examples.len());
-        results.push((correct, examples.len()));
+        let seconds = started.elapsed().as_secs_f64();
+        let figures = TaskFigures {
+            correct: run.correct,
+            total: examples.len(),
+            passes_per_batch: run.forward_passes as f64 / batches as f64,
+            tokens_per_second: (examples.len() * gen_length) as f64 / seconds.max(1e-9),
+            speedup: 1.0,
+        };
+        let figures = TaskFigures {
+            speedup: figures.tokens_per_second
+                / results
+                    .first()
+                    .map_or(figures.tokens_per_second, |f: &TaskFigures| {
+                        f.tokens_per_second
+                    }),
+            ..figures
+        };
+        on_mode(mode, &figures);
+        results.push(figures);
     }
     Ok(results)
 }

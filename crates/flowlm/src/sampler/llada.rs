@@ -140,40 +140,96 @@ impl LladaSampler {
         self.temperature <= 0.0 && self.cfg_scale <= 0.0
     }
 
-    /// This step's prediction: top choices (through the cache when there is one), or full
-    /// logits when sampling needs them. `step` counts from the block's start; `cache` holds the
-    /// block's keys/values once its first step has recorded them.
-    fn predict_step(
+    /// A full pass's prediction: top choices, or full logits when sampling needs them.
+    fn predict_uncached(
         &self,
         denoiser: &dyn Denoiser,
         canvas: &Canvas,
-        block: std::ops::Range<usize>,
-        step: usize,
-        cache: &mut Option<KvCache>,
     ) -> Result<(StepPrediction, usize)> {
-        if self.cache != CacheMode::None {
-            if self.cache_refresh > 0 && step.is_multiple_of(self.cache_refresh) {
-                *cache = None;
-            }
-            let computed = self.cache.window(block.clone(), canvas.width());
-            let (choices, recorded) = denoiser.cached_top_choices(
-                canvas,
-                cache.as_ref(),
-                computed,
-                block,
-                canvas.mask_id,
-            )?;
-            if recorded.is_some() {
-                *cache = recorded;
-            }
-            return Ok((StepPrediction::Top(choices), 1));
-        }
         if self.needs_only_top_choices() {
             let choices = denoiser.top_choices(canvas, None, canvas.mask_id)?;
             return Ok((StepPrediction::Top(choices), 1));
         }
         let (logits, passes) = self.guided_logits(denoiser, canvas)?;
         Ok((StepPrediction::Logits(logits), passes))
+    }
+
+    /// A cached step's top choices for `block`: `step` counts from the block's start; `cache`
+    /// holds the block's keys/values once its first step (or a refresh) has recorded them.
+    fn predict_cached(
+        &self,
+        denoiser: &dyn Denoiser,
+        canvas: &Canvas,
+        block: std::ops::Range<usize>,
+        step: usize,
+        cache: &mut Option<KvCache>,
+    ) -> Result<StepPrediction> {
+        if self.cache_refresh > 0 && step.is_multiple_of(self.cache_refresh) {
+            *cache = None;
+        }
+        let computed = self.cache.window(block.clone(), canvas.width());
+        let (choices, recorded) =
+            denoiser.cached_top_choices(canvas, cache.as_ref(), computed, block, canvas.mask_id)?;
+        if recorded.is_some() {
+            *cache = recorded;
+        }
+        Ok(StepPrediction::Top(choices))
+    }
+
+    /// With a cache the rows move through the blocks together (one cache per block for the
+    /// whole batch); a row whose block is done commits nothing until the others are.
+    fn run_cached(
+        &self,
+        denoiser: &dyn Denoiser,
+        canvas: &mut Canvas,
+        rng: &mut StdRng,
+        observer: &mut Observer<'_>,
+    ) -> Result<SamplerReport> {
+        let (blocks, steps_per_block) = self.plan(canvas.response_length())?;
+        let mut report = SamplerReport::default();
+        for block in 0..blocks {
+            let columns = self.block_columns(canvas, block);
+            let schedules = (0..canvas.batch())
+                .map(|row| Ok(self.enter_block(canvas, row, block)?.schedule))
+                .collect::<Result<Vec<_>>>()?;
+            // A rule commits at least one slot per row and step: a block ends within its length.
+            let steps = match self.parallel {
+                ParallelRule::Schedule => steps_per_block,
+                _ => self.block_length,
+            };
+            let mut cache = None;
+            for step in 0..steps {
+                let masked = |row| columns.clone().any(|c| canvas.is_masked(row, c));
+                if !(0..canvas.batch()).any(masked) {
+                    break;
+                }
+                let prediction =
+                    self.predict_cached(denoiser, canvas, columns.clone(), step, &mut cache)?;
+                report.forward_passes += 1;
+                let mut event = StepEvent {
+                    step: report.steps,
+                    changes: Vec::new(),
+                };
+                for (row, schedule) in schedules.iter().enumerate() {
+                    let scheduled = schedule[step];
+                    self.commit_row(
+                        &prediction,
+                        canvas,
+                        row,
+                        columns.clone(),
+                        scheduled,
+                        rng,
+                        &mut event,
+                    );
+                }
+                report.steps += 1;
+                observer(&event, canvas);
+            }
+            for row in 0..canvas.batch() {
+                self.end_row_if_finished(canvas, row, columns.clone());
+            }
+        }
+        Ok(report)
     }
 
     /// The masked slots of `block` in `row` as (column, token, confidence, probability), most
@@ -212,21 +268,19 @@ impl LladaSampler {
         candidates
     }
 
-    /// Early stop: a row whose finished block is all end tokens gets the rest of its answer
+    /// Early stop: when `row`'s finished block is all end tokens, the rest of its answer is
     /// filled with the first end token. Each row decides alone, so a batch gives every row what
     /// it gets alone.
-    fn end_finished_rows(&self, canvas: &mut Canvas, block: std::ops::Range<usize>) {
+    fn end_row_if_finished(&self, canvas: &mut Canvas, row: usize, block: std::ops::Range<usize>) {
         let Some(&fill) = self.end_tokens.first() else {
             return;
         };
-        for row in 0..canvas.batch() {
-            let ended = block
-                .clone()
-                .all(|c| self.end_tokens.contains(&canvas.rows[row][c]));
-            if ended {
-                for slot in &mut canvas.rows[row][block.end..] {
-                    *slot = fill;
-                }
+        let ended = block
+            .clone()
+            .all(|c| self.end_tokens.contains(&canvas.rows[row][c]));
+        if ended {
+            for slot in &mut canvas.rows[row][block.end..] {
+                *slot = fill;
             }
         }
     }
@@ -250,6 +304,144 @@ impl LladaSampler {
     }
 }
 
+/// Where one row of a LLaDA decode stands: its block, the step within that block, and the
+/// block's commit schedule. Rows advance on their own, so a row can join a batch between any
+/// two steps (`flowlm serve` does) and still compute what it computes alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowProgress {
+    block: usize,
+    step: usize,
+    schedule: Vec<usize>,
+}
+
+impl LladaSampler {
+    /// Checks the settings for an answer of `gen_length` slots; (blocks, steps per block).
+    fn check(&self, gen_length: usize) -> Result<(usize, usize)> {
+        let plan = self.plan(gen_length)?;
+        if self.parallel != ParallelRule::Schedule && self.remasking == Remasking::Random {
+            return Err(FlowError::argument(
+                "--threshold/--factor",
+                "the parallel rules read the model's confidences; use --remasking low-confidence",
+            ));
+        }
+        if self.cache != CacheMode::None && !self.needs_only_top_choices() {
+            return Err(FlowError::argument(
+                "--cache",
+                "cached steps read each slot's most probable token; use --temperature 0 without --cfg-scale, or --cache none",
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// The canvas columns of `row`'s block `block`.
+    fn block_columns(&self, canvas: &Canvas, block: usize) -> std::ops::Range<usize> {
+        let start = canvas.response_start + block * self.block_length;
+        start..start + self.block_length
+    }
+
+    /// Progress at the start of `block` for `row` (its schedule spreads the block's masks).
+    fn enter_block(&self, canvas: &Canvas, row: usize, block: usize) -> Result<RowProgress> {
+        let (_, steps_per_block) = self.plan(canvas.response_length())?;
+        let masked = self
+            .block_columns(canvas, block)
+            .filter(|&c| canvas.is_masked(row, c))
+            .count();
+        Ok(RowProgress {
+            block,
+            step: 0,
+            schedule: commit_schedule(masked, steps_per_block),
+        })
+    }
+
+    /// A row starting its answer; an error when the settings do not fit the canvas.
+    pub fn start_row(&self, canvas: &Canvas, row: usize) -> Result<RowProgress> {
+        self.check(canvas.response_length())?;
+        self.enter_block(canvas, row, 0)
+    }
+
+    /// One step for rows that each stand at their own block (`None`: finished, or not in this
+    /// decode): one forward pass, then every row commits what its schedule or rule allows in its
+    /// block. A row whose block is done moves on (with the early stop), and past its last block
+    /// becomes `None`. Returns the step's changes (`step` numbers the event) and forward passes.
+    pub fn step_rows(
+        &self,
+        denoiser: &dyn Denoiser,
+        canvas: &mut Canvas,
+        rows: &mut [Option<RowProgress>],
+        step: usize,
+        rng: &mut StdRng,
+    ) -> Result<(StepEvent, usize)> {
+        let (prediction, passes) = self.predict_uncached(denoiser, canvas)?;
+        let mut event = StepEvent {
+            step,
+            changes: Vec::new(),
+        };
+        for (row, progress) in rows.iter_mut().enumerate() {
+            let Some(current) = progress else { continue };
+            let block = self.block_columns(canvas, current.block);
+            let scheduled = current.schedule.get(current.step).copied().unwrap_or(0);
+            self.commit_row(&prediction, canvas, row, block, scheduled, rng, &mut event);
+            current.step += 1;
+            *progress = self.advance(canvas, row, current.clone())?;
+        }
+        Ok((event, passes))
+    }
+
+    /// `progress` after a step: the same block while it has masks and steps left, else the
+    /// next block that has masks (early stop applied), or `None` past the last block.
+    fn advance(
+        &self,
+        canvas: &mut Canvas,
+        row: usize,
+        mut progress: RowProgress,
+    ) -> Result<Option<RowProgress>> {
+        let (blocks, steps_per_block) = self.plan(canvas.response_length())?;
+        loop {
+            let block = self.block_columns(canvas, progress.block);
+            let masked = block.clone().any(|c| canvas.is_masked(row, c));
+            let steps_left = match self.parallel {
+                ParallelRule::Schedule => progress.step < steps_per_block,
+                // A rule commits at least one slot per step: it ends with the masks.
+                _ => true,
+            };
+            if masked && steps_left {
+                return Ok(Some(progress));
+            }
+            self.end_row_if_finished(canvas, row, block);
+            if progress.block + 1 == blocks {
+                return Ok(None);
+            }
+            progress = self.enter_block(canvas, row, progress.block + 1)?;
+        }
+    }
+
+    /// Commits in `row`'s `block` the slots LLaDA's schedule (`scheduled` of them) or the
+    /// parallel rule selects, most confident first.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_row(
+        &self,
+        prediction: &StepPrediction,
+        canvas: &mut Canvas,
+        row: usize,
+        block: std::ops::Range<usize>,
+        scheduled: usize,
+        rng: &mut StdRng,
+        event: &mut StepEvent,
+    ) {
+        let candidates = self.candidates(prediction, canvas, row, block, rng);
+        let count = match self.parallel {
+            ParallelRule::Schedule => scheduled,
+            rule => {
+                let confidences: Vec<f64> = candidates.iter().map(|c| c.2).collect();
+                rule.accepted(&confidences)
+            }
+        };
+        for &(column, token, _, probability) in candidates.iter().take(count) {
+            commit(canvas, event, row, column, token, probability);
+        }
+    }
+}
+
 impl Sampler for LladaSampler {
     fn name(&self) -> &'static str {
         "llada"
@@ -266,65 +458,25 @@ impl Sampler for LladaSampler {
         rng: &mut StdRng,
         observer: &mut Observer<'_>,
     ) -> Result<SamplerReport> {
-        let (blocks, steps_per_block) = self.plan(canvas.response_length())?;
-        if self.parallel != ParallelRule::Schedule && self.remasking == Remasking::Random {
-            return Err(FlowError::argument(
-                "--threshold/--factor",
-                "the parallel rules read the model's confidences; use --remasking low-confidence",
-            ));
+        self.check(canvas.response_length())?;
+        if self.cache != CacheMode::None {
+            return self.run_cached(denoiser, canvas, rng, observer);
         }
-        if self.cache != CacheMode::None && !self.needs_only_top_choices() {
-            return Err(FlowError::argument(
-                "--cache",
-                "cached steps read each slot's most probable token; use --temperature 0 without --cfg-scale, or --cache none",
-            ));
+        let mut rows = (0..canvas.batch())
+            .map(|row| self.start_row(canvas, row).map(Some))
+            .collect::<Result<Vec<_>>>()?;
+        // A row whose first block holds no masks (a prefilled answer) moves on at once.
+        for (row, progress) in rows.iter_mut().enumerate() {
+            if let Some(current) = progress.take() {
+                *progress = self.advance(canvas, row, current)?;
+            }
         }
         let mut report = SamplerReport::default();
-        for block in 0..blocks {
-            let start = canvas.response_start + block * self.block_length;
-            let end = start + self.block_length;
-            let schedules: Vec<Vec<usize>> = (0..canvas.batch())
-                .map(|row| {
-                    let masked = (start..end).filter(|&c| canvas.is_masked(row, c)).count();
-                    commit_schedule(masked, steps_per_block)
-                })
-                .collect();
-            // A rule commits at least one slot per row and step, so a block ends within
-            // block_length steps.
-            let steps = match self.parallel {
-                ParallelRule::Schedule => steps_per_block,
-                _ => self.block_length,
-            };
-            // Keys/values recorded by the block's first step; a new block starts afresh.
-            let mut cache = None;
-            for step in 0..steps {
-                if !(0..canvas.batch()).any(|row| (start..end).any(|c| canvas.is_masked(row, c))) {
-                    break;
-                }
-                let (prediction, passes) =
-                    self.predict_step(denoiser, canvas, start..end, step, &mut cache)?;
-                report.forward_passes += passes;
-                let mut event = StepEvent {
-                    step: report.steps,
-                    changes: Vec::new(),
-                };
-                for (row, schedule) in schedules.iter().enumerate() {
-                    let candidates = self.candidates(&prediction, canvas, row, start..end, rng);
-                    let count = match self.parallel {
-                        ParallelRule::Schedule => schedule[step],
-                        rule => {
-                            let confidences: Vec<f64> = candidates.iter().map(|c| c.2).collect();
-                            rule.accepted(&confidences)
-                        }
-                    };
-                    for &(column, token, _, probability) in candidates.iter().take(count) {
-                        commit(canvas, &mut event, row, column, token, probability);
-                    }
-                }
-                report.steps += 1;
-                observer(&event, canvas);
-            }
-            self.end_finished_rows(canvas, start..end);
+        while rows.iter().any(Option::is_some) {
+            let (event, passes) = self.step_rows(denoiser, canvas, &mut rows, report.steps, rng)?;
+            report.forward_passes += passes;
+            report.steps += 1;
+            observer(&event, canvas);
         }
         Ok(report)
     }

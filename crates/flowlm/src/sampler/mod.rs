@@ -16,7 +16,9 @@ pub use ancestral::{AncestralSampler, UniformProcess};
 pub use autoregressive::AutoregressiveSampler;
 pub use correct::{CorrectSampler, Initialization};
 pub use greedy::GreedySampler;
-pub use llada::{LladaSampler, ParallelRule, Remasking, commit_schedule as llada_commit_schedule};
+pub use llada::{
+    LladaSampler, ParallelRule, Remasking, RowProgress, commit_schedule as llada_commit_schedule,
+};
 pub use registry::{SAMPLER_NAMES, SamplerSettings, build_sampler};
 pub use remask::{RemaskOrder, RemaskSampler};
 pub use sampling::{filtered_distribution, gumbel_argmax, sample_filtered};

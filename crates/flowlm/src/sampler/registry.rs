@@ -70,6 +70,23 @@ impl Default for SamplerSettings {
 }
 
 impl SamplerSettings {
+    /// The LLaDA sampler these settings describe (what `build_sampler("llada", ..)` returns;
+    /// a server steps it row by row).
+    pub fn llada(&self) -> LladaSampler {
+        LladaSampler {
+            steps: self.steps,
+            block_length: self.block_length,
+            temperature: self.temperature,
+            remasking: self.remasking,
+            cfg_scale: self.cfg_scale,
+            suppress_tokens: self.suppress_tokens.clone(),
+            parallel: self.parallel,
+            end_tokens: self.end_tokens.clone(),
+            cache: self.cache,
+            cache_refresh: 0,
+        }
+    }
+
     /// Every setting against its range, naming the `flowlm generate` flag that sets it.
     pub fn validate(&self) -> Result<()> {
         use crate::limits::{MAX_STEPS, finite_above, finite_within, flag, within};
@@ -144,18 +161,7 @@ pub fn build_sampler(
     let s = settings;
     Ok(match name {
         "greedy" => Box::new(GreedySampler),
-        "llada" => Box::new(LladaSampler {
-            steps: s.steps,
-            block_length: s.block_length,
-            temperature: s.temperature,
-            remasking: s.remasking,
-            cfg_scale: s.cfg_scale,
-            suppress_tokens: s.suppress_tokens.clone(),
-            parallel: s.parallel,
-            end_tokens: s.end_tokens.clone(),
-            cache: s.cache,
-            cache_refresh: 0,
-        }),
+        "llada" => Box::new(s.llada()),
         "remask" => Box::new(RemaskSampler {
             steps: s.steps,
             remask_ratio: s.remask_ratio,
