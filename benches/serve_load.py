@@ -70,15 +70,16 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,100", help="comma-separated concurrencies")
     parser.add_argument("--requests", type=int, default=2, help="requests per client")
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--remasking", default="low-confidence", help="random requests run alone")
+    parser.add_argument("--remasking", default=None, help="low-confidence or random (default: the model's)")
     args = parser.parse_args()
     body = {
         "prompt": "ROMEO:",
         "max_tokens": args.max_tokens,
         "steps": args.max_tokens,
         "temperature": 0,
-        "remasking": args.remasking,
     }
+    if args.remasking:
+        body["remasking"] = args.remasking
     print("| clients | requests (ok) | requests/s | tokens/s | latency p50 | p95 | max |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for clients in [int(c) for c in args.clients.split(",")]:

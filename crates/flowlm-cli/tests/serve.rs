@@ -217,16 +217,11 @@ fn a_stream_sends_the_same_text_in_chunks_then_done() {
 }
 
 /// Requests decoded together return what each returns alone, and they were decoded together
-/// (fewer steps than one run each). Low-confidence remasking: requests that draw random numbers
-/// (the bundled model's default random remasking) run alone.
+/// (fewer steps than one run each): deterministic ones, and sampling ones (the bundled model's
+/// random remasking, temperature 0.8), whose rows draw from their own seeded streams.
 #[test]
 fn batched_requests_return_what_they_return_alone() {
     let server = Server::start(&[]);
-    let completion = |prompt: &str, tokens: usize| {
-        let mut body = completion(prompt, tokens);
-        body["remasking"] = json!("low-confidence");
-        body
-    };
     let prompts = [
         "ROMEO:",
         "JULIET. O Romeo",
@@ -235,27 +230,39 @@ fn batched_requests_return_what_they_return_alone() {
         "First Citizen:",
         "Ay,",
     ];
-    let alone: Vec<String> = prompts
-        .iter()
-        .map(|p| text_of(&server.post("/v1/completions", &completion(p, 16)).1))
-        .collect();
-    let steps_before = server.metric("flowlm_denoising_steps_total");
-    let together: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = prompts
+    for extra in [
+        json!({"remasking": "low-confidence"}),
+        json!({"temperature": 0.8, "seed": 5}),
+    ] {
+        let completion = |prompt: &str| {
+            let mut body = completion(prompt, 16);
+            for (key, value) in extra.as_object().unwrap() {
+                body[key] = value.clone();
+            }
+            body
+        };
+        let alone: Vec<String> = prompts
             .iter()
-            .map(|p| {
-                let server = &server;
-                scope.spawn(move || text_of(&server.post("/v1/completions", &completion(p, 16)).1))
-            })
+            .map(|p| text_of(&server.post("/v1/completions", &completion(p)).1))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    assert_eq!(together, alone);
-    let steps = server.metric("flowlm_denoising_steps_total") - steps_before;
-    assert!(
-        steps < (16 * prompts.len()) as f64,
-        "{steps} steps: the requests were not batched"
-    );
+        let steps_before = server.metric("flowlm_denoising_steps_total");
+        let together: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = prompts
+                .iter()
+                .map(|p| {
+                    let (server, body) = (&server, completion(p));
+                    scope.spawn(move || text_of(&server.post("/v1/completions", &body).1))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(together, alone, "{extra}");
+        let steps = server.metric("flowlm_denoising_steps_total") - steps_before;
+        assert!(
+            steps < (16 * prompts.len()) as f64,
+            "{extra}: {steps} steps: the requests were not batched"
+        );
+    }
 }
 
 /// A request that arrives while another decodes joins it at the next step (continuous

@@ -1,7 +1,8 @@
-//! Continuous batching for deterministic LLaDA requests without a cache: each request's rows
-//! (lanes) carry their own block and step ([`RowProgress`]), so a request joins the running
+//! Continuous batching for LLaDA requests without a cache: each request's rows (lanes) carry
+//! their own block, step and random stream ([`RowProgress`]), so a request joins the running
 //! batch at the next step boundary and leaves as soon as its answer is done. Each lane computes
-//! what it computes alone (left padding, per-row commits), so joining changes no answer.
+//! what it computes alone (left padding, per-row commits and draws), so joining changes no
+//! answer, sampled ones included.
 
 use crate::engine::{
     Job, JobEvent, ModelInfo, canvas_change, completion, fail, final_text_delta, internal_error,
@@ -10,7 +11,7 @@ use crate::engine::{
 use crate::metrics::Metrics;
 use flowlm::canvas::Canvas;
 use flowlm::model::Denoiser;
-use flowlm::random::rng_for;
+use flowlm::random::{rng_for, split};
 use flowlm::sampler::{LladaSampler, RowProgress, StepEvent};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -100,27 +101,35 @@ impl Decode<'_> {
         let id = self.next_request;
         self.next_request += 1;
         let ids = &self.info.metadata;
-        let start = Canvas::new(
+        // Choice i draws from the i-th stream of the request's seed, as row i of a
+        // `flowlm generate` batch with that seed would.
+        let streams = split(&mut rng_for(job.seed, 0), job.n);
+        let starts = Canvas::new(
             std::slice::from_ref(&job.prompt),
             job.gen_length,
             ids.mask_token_id,
             ids.pad_token_id,
         )
-        .and_then(|canvas| self.sampler.start_row(&canvas, 0));
-        let progress = match start {
-            Ok(progress) => progress,
+        .and_then(|canvas| {
+            streams
+                .into_iter()
+                .map(|stream| self.sampler.start_row(&canvas, 0, stream))
+                .collect::<flowlm::Result<Vec<_>>>()
+        });
+        let starts = match starts {
+            Ok(starts) => starts,
             Err(error) => {
                 fail(&job, internal_error(&error), self.metrics);
                 return;
             }
         };
-        for choice in 0..job.n {
+        for (choice, progress) in starts.into_iter().enumerate() {
             self.lanes.push(Lane {
                 request: id,
                 choice,
                 prompt: job.prompt.clone(),
                 response: vec![ids.mask_token_id; job.gen_length],
-                progress: Some(progress.clone()),
+                progress: Some(progress),
                 sent: job.stream_text.then(String::new),
             });
         }
@@ -181,11 +190,9 @@ impl Decode<'_> {
         let mut canvas = self.canvas();
         let mut progress: Vec<Option<RowProgress>> =
             self.lanes.iter_mut().map(|l| l.progress.take()).collect();
-        // Deterministic requests only: the generator is never read.
-        let mut rng = rng_for(0, 0);
-        let (event, passes) =
-            self.sampler
-                .step_rows(denoiser, &mut canvas, &mut progress, 0, &mut rng)?;
+        let (event, passes) = self
+            .sampler
+            .step_rows(denoiser, &mut canvas, &mut progress, 0)?;
         self.metrics.step();
         self.metrics.forward_passes(passes);
         for (row, lane) in self.lanes.iter_mut().enumerate() {

@@ -1,13 +1,14 @@
-//! The decoding engine: one thread owns the model and decodes queued requests in batches.
+//! The decoding engine: one thread owns the model and decodes queued requests.
 //!
-//! Requests wait in a bounded queue (a full queue answers 429). Each round the engine takes the
-//! oldest request and every other waiting request with the same decoding settings, up to
-//! `max_batch` rows, and decodes them as one left-padded batch: each row computes what it would
-//! compute alone, so a batched request returns exactly what it returns alone. Requests that
-//! sample (temperature > 0 or random remasking) draw from one random stream per batch, so they
-//! run alone to keep that guarantee. Every step's changes go to the requests that stream them;
-//! a request whose client has gone or whose deadline has passed stops costing anything once
-//! every row of its batch is in that state (the next forward pass is refused).
+//! Requests wait in a bounded queue (a full queue answers 429). The engine takes the oldest:
+//! - LLaDA without a cache is decoded step by step (`continuous`): requests with the same
+//!   settings join between steps, up to `max_batch` rows, each row with its own random stream;
+//! - anything else is decoded with the waiting requests of the same settings as one batch
+//!   (`batch`); requests that sample there share the batch's random stream, so they run alone.
+//!
+//! Each row of a left-padded batch computes what it would compute alone, so a batched request
+//! returns exactly what it returns alone. Every step's changes go to the requests that stream
+//! them; a request whose client has gone or whose deadline has passed stops costing anything.
 
 use crate::api::{ApiError, DecodeParams, Input, Request, apply_stop};
 use crate::metrics::Metrics;
@@ -97,7 +98,7 @@ pub struct Job {
     pub(crate) batch_key: String,
     /// Sampling requests run alone (one random stream per batch).
     pub(crate) alone: bool,
-    /// Decoded step by step, joining others between steps (deterministic LLaDA, no cache).
+    /// Decoded step by step, joining others between steps (LLaDA without a cache).
     pub(crate) steppable: bool,
     pub(crate) seed: u64,
     pub(crate) n: usize,
@@ -232,7 +233,8 @@ impl Engine {
         let alone = settings.temperature > 0.0
             || settings.remasking == flowlm::sampler::Remasking::Random
             || sampler != "llada" && sampler != "greedy";
-        let steppable = sampler == "llada" && settings.cache == CacheMode::None && !alone;
+        // LLaDA rows draw from their own streams, so sampling requests batch too.
+        let steppable = sampler == "llada" && settings.cache == CacheMode::None;
         let now = Instant::now();
         Ok(Job {
             steppable,

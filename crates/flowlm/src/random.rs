@@ -15,6 +15,14 @@ pub fn rng_for(seed: u64, stream: u64) -> StdRng {
     StdRng::seed_from_u64(z)
 }
 
+/// `count` independent generators seeded by draws from `rng`: one per row of a batch, so that
+/// a row's draws do not depend on which other rows share its batch (or when they joined).
+pub fn split(rng: &mut StdRng, count: usize) -> Vec<StdRng> {
+    (0..count)
+        .map(|_| StdRng::seed_from_u64(rng.random()))
+        .collect()
+}
+
 /// Uniform draw in the open interval (0, 1), safe to take the log of twice.
 pub fn open_unit(rng: &mut StdRng) -> f64 {
     loop {

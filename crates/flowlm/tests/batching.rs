@@ -74,19 +74,27 @@ fn the_same_weights_come_from_the_same_seed() {
     );
 }
 
-/// LLaDA's rows advance on their own (`step_rows`): a row that joins a decode between steps,
-/// as a server's continuous batching does, ends with what it gets alone, and so does the row
-/// already running.
+/// LLaDA's rows advance on their own (`step_rows`), each with its own random stream: a row
+/// that joins a decode between steps, as a server's continuous batching does, ends with what it
+/// gets alone, and so does the row already running, sampling included.
 #[test]
 fn a_row_that_joins_between_steps_gets_what_it_gets_alone() {
-    use flowlm::sampler::RowProgress;
+    use flowlm::random::split;
+    use flowlm::sampler::{Remasking, RowProgress};
     let denoiser = tiny_model();
     let prompts = vec![vec![3, 4, 5, 6, 7, 8], vec![9, 10]];
-    for parallel in [ParallelRule::Schedule, ParallelRule::Threshold(0.5)] {
+    let stream = || split(&mut rng_for(7, 0), 1).remove(0);
+    for (parallel, remasking, temperature) in [
+        (ParallelRule::Schedule, Remasking::LowConfidence, 0.0),
+        (ParallelRule::Threshold(0.5), Remasking::LowConfidence, 0.0),
+        (ParallelRule::Schedule, Remasking::Random, 1.0),
+    ] {
         let sampler = LladaSampler {
             steps: 8,
             block_length: 4,
             parallel,
+            remasking,
+            temperature,
             ..Default::default()
         };
         let alone: Vec<Vec<u32>> = prompts
@@ -94,34 +102,31 @@ fn a_row_that_joins_between_steps_gets_what_it_gets_alone() {
             .map(|prompt| {
                 let mut canvas = Canvas::new(std::slice::from_ref(prompt), 8, 0, 1).unwrap();
                 sampler
-                    .run(&denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {})
+                    .run(&denoiser, &mut canvas, &mut rng_for(7, 0), &mut |_, _| {})
                     .unwrap();
                 canvas.response(0).to_vec()
             })
             .collect();
         let mut canvas = Canvas::new(&prompts, 8, 0, 1).unwrap();
         let mut rows: Vec<Option<RowProgress>> =
-            vec![Some(sampler.start_row(&canvas, 0).unwrap()), None];
+            vec![Some(sampler.start_row(&canvas, 0, stream()).unwrap()), None];
         let mut step = 0;
         // The first row runs alone for a step, then the second joins.
         while step <= 1 || rows.iter().any(Option::is_some) {
             if step == 1 {
-                rows[1] = Some(sampler.start_row(&canvas, 1).unwrap());
+                rows[1] = Some(sampler.start_row(&canvas, 1, stream()).unwrap());
             }
             sampler
-                .step_rows(&denoiser, &mut canvas, &mut rows, step, &mut rng_for(0, 0))
+                .step_rows(&denoiser, &mut canvas, &mut rows, step)
                 .unwrap();
             step += 1;
         }
-        assert_eq!(
-            canvas.response(0),
-            alone[0].as_slice(),
-            "{parallel:?}: first row"
-        );
+        let case = format!("{parallel:?} {remasking:?} T={temperature}");
+        assert_eq!(canvas.response(0), alone[0].as_slice(), "{case}: first row");
         assert_eq!(
             canvas.response(1),
             alone[1].as_slice(),
-            "{parallel:?}: joining row"
+            "{case}: joining row"
         );
     }
 }

@@ -29,7 +29,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Timed iterations (training steps; generations, divided among the batch's rows; cache:
-    /// generations per mode) [default: 10, cache: 1]
+    /// rounds timing every mode once, medians reported) [default: 10, cache: 3]
     #[arg(long)]
     iterations: Option<usize>,
     /// train: data-parallel shards per batch (1 = one replica, as a plain training step)
@@ -101,7 +101,7 @@ fn cores_used(result: &Throughput) -> f64 {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     use flowlm::limits::{MAX_BATCH, MAX_SHARDS, within};
     let cache = matches!(args.what, What::Cache);
-    let iterations = args.iterations.unwrap_or(if cache { 1 } else { 10 });
+    let iterations = args.iterations.unwrap_or(if cache { 3 } else { 10 });
     let gen_length = args.gen_length.unwrap_or(if cache { 256 } else { 64 });
     for (flag, value, max) in [
         ("--batch-size", args.batch_size, MAX_BATCH),

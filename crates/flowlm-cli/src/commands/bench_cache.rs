@@ -50,7 +50,7 @@ pub fn run(bench: &CacheBench, dir: &Path, device: &burn::tensor::Device) -> any
     }
     let modes = DecodingMode::grid(bench.threshold);
     println!(
-        "bench cache: {} ({}-position context), prompt {:?} ({} tokens), {} tokens in blocks of {}, temperature 0, batch 1, {} timed run(s) per mode",
+        "bench cache: {} ({}-position context), prompt {:?} ({} tokens), {} tokens in blocks of {}, temperature 0, batch 1, {} timed round(s) of every mode (medians)",
         dir.display(),
         model.context_length,
         bench.prompt,
@@ -68,13 +68,7 @@ pub fn run(bench: &CacheBench, dir: &Path, device: &burn::tensor::Device) -> any
         bench.block_length,
         &modes,
         bench.repeats,
-        &mut |row| {
-            eprintln!(
-                "  measured {}: {:.1} tokens/s",
-                row.mode.label(),
-                row.tokens_per_second
-            )
-        },
+        &mut |round| eprintln!("  timed round {round} of {}", bench.repeats),
     )?;
     let accuracy = match &bench.task {
         Some(task) => Some(task_accuracy(task, &modes, device)?),

@@ -149,21 +149,30 @@ pub struct GenerateArgs {
     device: String,
 }
 
-/// The response with masks drawn as a visible placeholder.
-fn render(tokenizer: &Tokenizer, canvas: &Canvas) -> String {
+/// The response with masks drawn as a visible placeholder; the slots in `fresh` (this step's
+/// changes) drawn in bold green, so a step that lands several tokens shows them all.
+fn render(tokenizer: &Tokenizer, canvas: &Canvas, fresh: &[usize]) -> String {
     let mask = canvas.mask_id;
     let mut text = String::new();
     let mut run: Vec<u32> = Vec::new();
-    for &t in canvas.response(0) {
+    let flush = |run: &mut Vec<u32>, text: &mut String| {
+        text.push_str(&tokenizer.decode(run).unwrap_or_default());
+        run.clear();
+    };
+    for (position, &t) in canvas.response(0).iter().enumerate() {
         if t == mask {
-            text.push_str(&tokenizer.decode(&run).unwrap_or_default());
-            run.clear();
+            flush(&mut run, &mut text);
             text.push('░');
+        } else if fresh.contains(&position) {
+            flush(&mut run, &mut text);
+            text.push_str("\x1b[1;32m");
+            text.push_str(&tokenizer.decode(&[t]).unwrap_or_default());
+            text.push_str("\x1b[0m");
         } else {
             run.push(t);
         }
     }
-    text.push_str(&tokenizer.decode(&run).unwrap_or_default());
+    flush(&mut run, &mut text);
     text
 }
 
@@ -270,16 +279,22 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let tokenizer = &saved.tokenizer;
     let mut stdout = std::io::stdout();
     let mut observer = |event: &StepEvent, canvas: &Canvas| {
+        let fresh: Vec<usize> = event
+            .changes
+            .iter()
+            .filter(|c| c.row == 0)
+            .map(|c| c.position)
+            .collect();
         if args.show_steps {
             println!(
                 "step {:>3} [{} changed] {}{}",
                 event.step,
                 event.changes.len(),
                 shown,
-                render(tokenizer, canvas)
+                render(tokenizer, canvas, &[])
             );
         } else if live {
-            let text = format!("{shown}{}", render(tokenizer, canvas)).replace('\n', "↵");
+            let text = format!("{shown}{}", render(tokenizer, canvas, &fresh)).replace('\n', "↵");
             let _ = write!(stdout, "\r\x1b[2K{text}");
             let _ = stdout.flush();
         }

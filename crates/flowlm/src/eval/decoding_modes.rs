@@ -66,6 +66,7 @@ pub struct SpeedRow {
     pub tokens_per_second: f64,
     /// Forward passes per generation (a cached step counts one, however few columns it runs).
     pub forward_passes: usize,
+    /// Median seconds per generation.
     pub seconds: f64,
     /// Tokens per second over the first mode's.
     pub speedup: f64,
@@ -73,8 +74,10 @@ pub struct SpeedRow {
     pub agreement: f64,
 }
 
-/// Generates `gen_length` tokens after `prompt` with every mode, `repeats` timed runs each after
-/// one untimed warm-up; `on_mode` hears each mode's row as it is measured.
+/// Generates `gen_length` tokens after `prompt` with every mode: after one untimed warm-up
+/// generation, `rounds` rounds that each time every mode once, in turn, so that a slow spell of
+/// a noisy machine hits every mode alike; each mode's time is its median. `on_round` hears
+/// each finished round's number.
 #[allow(clippy::too_many_arguments)]
 pub fn compare_speed(
     denoiser: &dyn Denoiser,
@@ -83,42 +86,53 @@ pub fn compare_speed(
     gen_length: usize,
     block_length: usize,
     modes: &[DecodingMode],
-    repeats: usize,
-    on_mode: &mut dyn FnMut(&SpeedRow),
+    rounds: usize,
+    on_round: &mut dyn FnMut(usize),
 ) -> Result<Vec<SpeedRow>> {
-    let mut rows: Vec<SpeedRow> = Vec::new();
-    let mut baseline: Option<(Vec<u32>, f64)> = None;
-    for &mode in modes {
+    let generate = |mode: &DecodingMode| -> Result<(Vec<u32>, usize, f64)> {
         let sampler = mode.sampler(gen_length, block_length);
-        let generate = || -> Result<(Vec<u32>, usize)> {
-            let mut canvas = Canvas::new(&[prompt.to_vec()], gen_length, mask, pad)?;
-            let report = sampler.run(denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {})?;
-            Ok((canvas.response(0).to_vec(), report.forward_passes))
-        };
-        generate()?;
+        let mut canvas = Canvas::new(&[prompt.to_vec()], gen_length, mask, pad)?;
         let started = Instant::now();
-        let mut answer = (Vec::new(), 0);
-        for _ in 0..repeats.max(1) {
-            answer = generate()?;
-        }
+        let report = sampler.run(denoiser, &mut canvas, &mut rng_for(0, 0), &mut |_, _| {})?;
         let seconds = started.elapsed().as_secs_f64();
-        let (tokens, forward_passes) = answer;
-        let tokens_per_second = (repeats.max(1) * gen_length) as f64 / seconds.max(1e-9);
-        let (reference, reference_speed) =
-            baseline.get_or_insert_with(|| (tokens.clone(), tokens_per_second));
-        let equal = tokens.iter().zip(reference.iter()).filter(|(a, b)| a == b);
-        let row = SpeedRow {
-            mode,
-            tokens_per_second,
-            forward_passes,
-            seconds,
-            speedup: tokens_per_second / *reference_speed,
-            agreement: equal.count() as f64 / gen_length as f64,
-        };
-        on_mode(&row);
-        rows.push(row);
+        Ok((canvas.response(0).to_vec(), report.forward_passes, seconds))
+    };
+    if let Some(last) = modes.last() {
+        generate(last)?;
     }
-    Ok(rows)
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut answers = vec![(Vec::new(), 0); modes.len()];
+    for round in 0..rounds.max(1) {
+        for (index, mode) in modes.iter().enumerate() {
+            let (tokens, passes, seconds) = generate(mode)?;
+            times[index].push(seconds);
+            answers[index] = (tokens, passes);
+        }
+        on_round(round + 1);
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let seconds: Vec<f64> = times.iter_mut().map(median).collect();
+    let reference_seconds = seconds.first().copied().unwrap_or(1.0);
+    let reference_tokens = answers.first().map(|a| a.0.clone()).unwrap_or_default();
+    Ok(modes
+        .iter()
+        .zip(answers)
+        .zip(seconds)
+        .map(|((&mode, (tokens, forward_passes)), seconds)| {
+            let equal = tokens.iter().zip(&reference_tokens).filter(|(a, b)| a == b);
+            SpeedRow {
+                mode,
+                tokens_per_second: gen_length as f64 / seconds.max(1e-9),
+                forward_passes,
+                seconds,
+                speedup: reference_seconds / seconds.max(1e-9),
+                agreement: equal.count() as f64 / gen_length as f64,
+            }
+        })
+        .collect())
 }
 
 /// One mode on the task.

@@ -8,7 +8,7 @@ use super::{Observer, Sampler, SamplerReport, StepEvent, commit, gumbel_argmax, 
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
 use crate::model::{CacheMode, Denoiser, KvCache, Logits, TopChoices, softmax};
-use crate::random::StdRng;
+use crate::random::{StdRng, split};
 use rand::Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -186,11 +186,12 @@ impl LladaSampler {
         observer: &mut Observer<'_>,
     ) -> Result<SamplerReport> {
         let (blocks, steps_per_block) = self.plan(canvas.response_length())?;
+        let mut rngs = split(rng, canvas.batch());
         let mut report = SamplerReport::default();
         for block in 0..blocks {
             let columns = self.block_columns(canvas, block);
             let schedules = (0..canvas.batch())
-                .map(|row| Ok(self.enter_block(canvas, row, block)?.schedule))
+                .map(|row| self.block_schedule(canvas, row, block))
                 .collect::<Result<Vec<_>>>()?;
             // A rule commits at least one slot per row and step: a block ends within its length.
             let steps = match self.parallel {
@@ -210,7 +211,7 @@ impl LladaSampler {
                     step: report.steps,
                     changes: Vec::new(),
                 };
-                for (row, schedule) in schedules.iter().enumerate() {
+                for (row, (schedule, rng)) in schedules.iter().zip(&mut rngs).enumerate() {
                     let scheduled = schedule[step];
                     self.commit_row(
                         &prediction,
@@ -304,14 +305,16 @@ impl LladaSampler {
     }
 }
 
-/// Where one row of a LLaDA decode stands: its block, the step within that block, and the
-/// block's commit schedule. Rows advance on their own, so a row can join a batch between any
-/// two steps (`flowlm serve` does) and still compute what it computes alone.
-#[derive(Debug, Clone, PartialEq)]
+/// Where one row of a LLaDA decode stands: its block, the step within that block, the
+/// block's commit schedule, and the row's own random stream. Rows advance on their own, so a
+/// row can join a batch between any two steps (`flowlm serve` does) and still compute what it
+/// computes alone.
+#[derive(Debug, Clone)]
 pub struct RowProgress {
     block: usize,
     step: usize,
     schedule: Vec<usize>,
+    rng: StdRng,
 }
 
 impl LladaSampler {
@@ -339,24 +342,26 @@ impl LladaSampler {
         start..start + self.block_length
     }
 
-    /// Progress at the start of `block` for `row` (its schedule spreads the block's masks).
-    fn enter_block(&self, canvas: &Canvas, row: usize, block: usize) -> Result<RowProgress> {
+    /// `row`'s commit schedule for `block` (it spreads the block's masks over its steps).
+    fn block_schedule(&self, canvas: &Canvas, row: usize, block: usize) -> Result<Vec<usize>> {
         let (_, steps_per_block) = self.plan(canvas.response_length())?;
         let masked = self
             .block_columns(canvas, block)
             .filter(|&c| canvas.is_masked(row, c))
             .count();
-        Ok(RowProgress {
-            block,
-            step: 0,
-            schedule: commit_schedule(masked, steps_per_block),
-        })
+        Ok(commit_schedule(masked, steps_per_block))
     }
 
-    /// A row starting its answer; an error when the settings do not fit the canvas.
-    pub fn start_row(&self, canvas: &Canvas, row: usize) -> Result<RowProgress> {
+    /// A row starting its answer, drawing from `rng` (see [`crate::random::split`]); an error
+    /// when the settings do not fit the canvas.
+    pub fn start_row(&self, canvas: &Canvas, row: usize, rng: StdRng) -> Result<RowProgress> {
         self.check(canvas.response_length())?;
-        self.enter_block(canvas, row, 0)
+        Ok(RowProgress {
+            block: 0,
+            step: 0,
+            schedule: self.block_schedule(canvas, row, 0)?,
+            rng,
+        })
     }
 
     /// One step for rows that each stand at their own block (`None`: finished, or not in this
@@ -369,7 +374,6 @@ impl LladaSampler {
         canvas: &mut Canvas,
         rows: &mut [Option<RowProgress>],
         step: usize,
-        rng: &mut StdRng,
     ) -> Result<(StepEvent, usize)> {
         let (prediction, passes) = self.predict_uncached(denoiser, canvas)?;
         let mut event = StepEvent {
@@ -377,12 +381,15 @@ impl LladaSampler {
             changes: Vec::new(),
         };
         for (row, progress) in rows.iter_mut().enumerate() {
-            let Some(current) = progress else { continue };
+            let Some(mut current) = progress.take() else {
+                continue;
+            };
             let block = self.block_columns(canvas, current.block);
             let scheduled = current.schedule.get(current.step).copied().unwrap_or(0);
+            let rng = &mut current.rng;
             self.commit_row(&prediction, canvas, row, block, scheduled, rng, &mut event);
             current.step += 1;
-            *progress = self.advance(canvas, row, current.clone())?;
+            *progress = self.advance(canvas, row, current)?;
         }
         Ok((event, passes))
     }
@@ -411,7 +418,9 @@ impl LladaSampler {
             if progress.block + 1 == blocks {
                 return Ok(None);
             }
-            progress = self.enter_block(canvas, row, progress.block + 1)?;
+            progress.block += 1;
+            progress.step = 0;
+            progress.schedule = self.block_schedule(canvas, row, progress.block)?;
         }
     }
 
@@ -462,8 +471,10 @@ impl Sampler for LladaSampler {
         if self.cache != CacheMode::None {
             return self.run_cached(denoiser, canvas, rng, observer);
         }
-        let mut rows = (0..canvas.batch())
-            .map(|row| self.start_row(canvas, row).map(Some))
+        let mut rows = split(rng, canvas.batch())
+            .into_iter()
+            .enumerate()
+            .map(|(row, stream)| self.start_row(canvas, row, stream).map(Some))
             .collect::<Result<Vec<_>>>()?;
         // A row whose first block holds no masks (a prefilled answer) moves on at once.
         for (row, progress) in rows.iter_mut().enumerate() {
@@ -473,7 +484,7 @@ impl Sampler for LladaSampler {
         }
         let mut report = SamplerReport::default();
         while rows.iter().any(Option::is_some) {
-            let (event, passes) = self.step_rows(denoiser, canvas, &mut rows, report.steps, rng)?;
+            let (event, passes) = self.step_rows(denoiser, canvas, &mut rows, report.steps)?;
             report.forward_passes += passes;
             report.steps += 1;
             observer(&event, canvas);
