@@ -18,19 +18,5 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet playwright
 fi
-cargo build --release --quiet -p flowlm-cli
-log=$(mktemp)
-"${CARGO_TARGET_DIR:-target}/release/flowlm" serve --port 0 >"$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 1 100); do
-    address=$(grep -o 'http://[0-9.]*:[0-9]*' "$log" | head -1 || true)
-    [ -n "$address" ] && break
-    sleep 0.2
-done
-if [ -z "${address:-}" ]; then
-    echo "the server did not start:" >&2
-    cat "$log" >&2
-    exit 1
-fi
+source scripts/serve-in-background.sh
 "$venv/bin/python" tests/page_test.py --url "$address/" --chromium "$chromium" --screenshots target/page-screenshots

@@ -6,6 +6,7 @@
 
 use super::layers::{LayerNorm, Linear, attend, split_heads};
 use crate::error::{FlowError, Result};
+use crate::model::kv_cache::{CachePass, KvCache};
 use crate::model::weights::Weights;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Int, Tensor};
@@ -262,8 +263,11 @@ impl super::Network for BertMaskedLm {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
-    ) -> Tensor<3> {
-        BertMaskedLm::forward(self, ids, positions, padding)
+        pass: Option<&CachePass>,
+    ) -> Result<(Tensor<3>, KvCache)> {
+        super::no_cache(pass)?;
+        let logits = BertMaskedLm::forward(self, ids, positions, padding);
+        Ok((logits, KvCache::default()))
     }
 }
 

@@ -149,32 +149,10 @@ impl super::Network for DreamModel {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
-    ) -> Tensor<3> {
-        self.run(ids, positions, padding, None).0
-    }
-
-    fn forward_cached(
-        &self,
-        ids: Tensor<2, Int>,
-        positions: Tensor<2, Int>,
-        padding: Option<Tensor<2, Bool>>,
-        pass: &CachePass,
-    ) -> Result<(Tensor<3>, KvCache)> {
-        Ok(self.run(ids, positions, padding, Some(pass)))
-    }
-}
-
-impl DreamModel {
-    /// Logits of the columns `pass` computes (all without one) and the keys/values it records.
-    /// Column c is predicted by the output at c - 1 (column 0 keeps its own), so a window also
-    /// computes the column before it.
-    fn run(
-        &self,
-        ids: Tensor<2, Int>,
-        positions: Tensor<2, Int>,
-        padding: Option<Tensor<2, Bool>>,
         pass: Option<&CachePass>,
-    ) -> (Tensor<3>, KvCache) {
+    ) -> Result<(Tensor<3>, KvCache)> {
+        // Column c is predicted by the output at c - 1 (column 0 keeps its own), so a window
+        // also computes the column before it.
         let wanted_start = pass.map_or(0, |p| p.columns(ids.dims()[1]).start);
         let widened = pass.map(|p| p.starting_at(wanted_start.saturating_sub(1)));
         let (ids, positions) = super::pass_columns(ids, positions, widened.as_ref());
@@ -197,15 +175,15 @@ impl DreamModel {
             .forward(x)
             .matmul(self.head.clone().unsqueeze());
         if length < 2 {
-            return (logits, cache);
+            return Ok((logits, cache));
         }
         let vocab = self.config.vocab_size;
         let shifted = logits.clone().slice([0..batch, 0..length - 1, 0..vocab]);
         if wanted_start > 0 {
-            return (shifted, cache);
+            return Ok((shifted, cache));
         }
         let first = logits.slice([0..batch, 0..1, 0..vocab]);
-        (Tensor::cat(vec![first, shifted], 1), cache)
+        Ok((Tensor::cat(vec![first, shifted], 1), cache))
     }
 }
 

@@ -172,30 +172,8 @@ impl super::Network for LladaModel {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
-    ) -> Tensor<3> {
-        self.run(ids, positions, padding, None).0
-    }
-
-    fn forward_cached(
-        &self,
-        ids: Tensor<2, Int>,
-        positions: Tensor<2, Int>,
-        padding: Option<Tensor<2, Bool>>,
-        pass: &CachePass,
-    ) -> Result<(Tensor<3>, KvCache)> {
-        Ok(self.run(ids, positions, padding, Some(pass)))
-    }
-}
-
-impl LladaModel {
-    /// Logits of the columns `pass` computes (all without one) and the keys/values it records.
-    fn run(
-        &self,
-        ids: Tensor<2, Int>,
-        positions: Tensor<2, Int>,
-        padding: Option<Tensor<2, Bool>>,
         pass: Option<&CachePass>,
-    ) -> (Tensor<3>, KvCache) {
+    ) -> Result<(Tensor<3>, KvCache)> {
         let (ids, positions) = super::pass_columns(ids, positions, pass);
         let [batch, length] = ids.dims();
         let x = self
@@ -208,7 +186,7 @@ impl LladaModel {
             .final_norm
             .forward(x)
             .matmul(self.head.clone().unsqueeze());
-        (logits, cache)
+        Ok((logits, cache))
     }
 }
 

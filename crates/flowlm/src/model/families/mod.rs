@@ -26,28 +26,25 @@ pub trait Network {
     fn mask_token_id(&self) -> Option<u32> {
         None
     }
-    /// Logits `[B, L, vocab]` for ids `[B, L]` at positions `[B, L]`.
+    /// Logits `[B, C, vocab]` of the C columns a pass computes (every column without one;
+    /// ids, positions and padding span the whole canvas) and, when `pass` records, every
+    /// layer's keys/values. Families without a key/value cache refuse a pass ([`no_cache`]).
     fn forward(
         &self,
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
-    ) -> Tensor<3>;
+        pass: Option<&CachePass>,
+    ) -> Result<(Tensor<3>, KvCache)>;
+}
 
-    /// Logits `[B, C, vocab]` of the C columns `pass` computes (ids and positions span the
-    /// whole canvas) and, when it records, every layer's keys/values. Families without a
-    /// key/value cache say so.
-    fn forward_cached(
-        &self,
-        ids: Tensor<2, Int>,
-        positions: Tensor<2, Int>,
-        padding: Option<Tensor<2, Bool>>,
-        pass: &CachePass,
-    ) -> Result<(Tensor<3>, KvCache)> {
-        let _ = (ids, positions, padding, pass);
-        Err(FlowError::Unsupported(
+/// A family without a key/value cache: an error for any cached pass.
+fn no_cache(pass: Option<&CachePass>) -> Result<()> {
+    match pass {
+        None => Ok(()),
+        Some(_) => Err(FlowError::Unsupported(
             "this model family has no key/value cache yet; use --cache none".into(),
-        ))
+        )),
     }
 }
 
@@ -119,7 +116,7 @@ impl Denoiser for NetworkDenoiser {
 
     fn logits(&self, canvas: &Canvas, _time: Option<&[f32]>) -> Result<Logits> {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
-        host_logits(self.network.forward(ids, positions.int(), padding))
+        host_logits(self.network.forward(ids, positions.int(), padding, None)?.0)
     }
 
     fn top_choices(
@@ -129,7 +126,7 @@ impl Denoiser for NetworkDenoiser {
         forbidden: u32,
     ) -> Result<TopChoices> {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
-        let logits = self.network.forward(ids, positions.int(), padding);
+        let (logits, _) = self.network.forward(ids, positions.int(), padding, None)?;
         TopChoices::on_device(logits, forbidden, 0)
     }
 
@@ -145,7 +142,7 @@ impl Denoiser for NetworkDenoiser {
         let pass = cache_pass(cache, computed);
         let (logits, recorded) =
             self.network
-                .forward_cached(ids, positions.int(), padding, &pass)?;
+                .forward(ids, positions.int(), padding, Some(&pass))?;
         let columns = pass.columns(canvas.width());
         let logits = read_columns(logits, &read, columns.start)?;
         let choices = TopChoices::on_device(logits, forbidden, read.start)?;

@@ -11,6 +11,7 @@
 
 use super::layers::{HeadShape, LayerNorm, Linear, RotaryTables, attend_masked, split_heads};
 use crate::error::{FlowError, Result};
+use crate::model::kv_cache::{CachePass, KvCache};
 use crate::model::weights::Weights;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -253,7 +254,9 @@ impl super::Network for ModernBertMaskedLm {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
-    ) -> Tensor<3> {
+        pass: Option<&CachePass>,
+    ) -> Result<(Tensor<3>, KvCache)> {
+        super::no_cache(pass)?;
         let [batch, length] = ids.dims();
         let (h, heads) = (self.config.hidden_size, self.config.num_attention_heads);
         let device = ids.device();
@@ -306,10 +309,11 @@ impl super::Network for ModernBertMaskedLm {
             .head_norm
             .forward(gelu(self.head.forward(self.final_norm.forward(x))));
         let logits = x.matmul(self.decoder.clone().unsqueeze());
-        match &self.decoder_bias {
+        let logits = match &self.decoder_bias {
             Some(bias) => logits + bias.clone().unsqueeze(),
             None => logits,
-        }
+        };
+        Ok((logits, KvCache::default()))
     }
 }
 
