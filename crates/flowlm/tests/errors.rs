@@ -98,3 +98,26 @@ fn model_directories_are_checked() {
         .to_string();
     assert!(error.contains("do not match"), "{error}");
 }
+
+/// Diverged weights are never written: the save names the parameter and leaves no file.
+#[test]
+fn weights_holding_nan_are_not_saved() {
+    use flowlm::model::{DiffusionTransformerConfig, saved::save_weights, seeded_init};
+    let device = Device::flex();
+    let mut config = DiffusionTransformerConfig::small(40, 16);
+    config.hidden_size = 16;
+    config.num_attention_heads = 2;
+    config.num_hidden_layers = 1;
+    config.intermediate_size = 32;
+    // A NaN embedding spread puts NaN in the token embedding only.
+    let model = seeded_init(config.init(&device), 1, f64::NAN);
+    let dir = common::scratch("nan-weights");
+    let path = dir.join("model.safetensors");
+    let error = save_weights(&model, &path).unwrap_err().to_string();
+    assert!(error.contains("embed_tokens"), "{error}");
+    assert!(error.contains("NaN"), "{error}");
+    assert!(!path.exists(), "nothing written");
+    let healthy = seeded_init(config.init(&device), 1, 1.0);
+    save_weights(&healthy, &path).unwrap();
+    assert!(path.exists());
+}

@@ -8,7 +8,7 @@ use crate::canvas::Canvas;
 use crate::corruption::CorruptionConfig;
 use crate::error::{FlowError, Result};
 use crate::tokenizer::Tokenizer;
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::store::{FloatCastAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -189,6 +189,41 @@ pub fn save_weights(model: &DiffusionTransformer, path: &Path) -> Result<()> {
     save_weights_as(model, path, WeightPrecision::F32)
 }
 
+/// The module path of the first float parameter holding NaN or infinity, if any: such weights
+/// are never saved.
+pub fn non_finite_parameter<M: Module>(model: &M) -> Option<String> {
+    struct Finder {
+        path: Vec<String>,
+        found: Option<String>,
+    }
+    impl ModuleVisitor for Finder {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.found.is_none()
+                && !param
+                    .val()
+                    .is_finite()
+                    .all()
+                    .try_into_scalar::<bool>()
+                    .unwrap_or(false)
+            {
+                self.found = Some(self.path.join("."));
+            }
+        }
+    }
+    let mut finder = Finder {
+        path: Vec::new(),
+        found: None,
+    };
+    model.visit(&mut finder);
+    finder.found
+}
+
 /// How float weights are stored on disk. Training always keeps f32; a half-precision copy halves
 /// a bundled model's size and loads back into f32 (see [`load_weights`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +260,12 @@ pub fn save_weights_as(
     path: &Path,
     precision: WeightPrecision,
 ) -> Result<()> {
+    if let Some(parameter) = non_finite_parameter(model) {
+        return Err(FlowError::Checkpoint(format!(
+            "{}: not written: the weight `{parameter}` holds NaN or infinity (the training diverged; lower the learning rate or resume from an earlier checkpoint)",
+            path.display()
+        )));
+    }
     let temporary = crate::io::temporary_sibling(path);
     let mut store = SafetensorsStore::from_file(temporary.clone())
         .with_to_adapter(FloatCastAdapter::to(precision.dtype()));
