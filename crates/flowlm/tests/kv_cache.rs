@@ -116,27 +116,43 @@ fn one_layer_caches_are_exact_after_the_block_changes_and_deeper_ones_are_not() 
     }
 }
 
-#[test]
-fn the_llada_and_dream_families_cache_as_flowlm_does() {
-    let device = Device::flex();
-    let llada = OpenedModel::open(&common::llada_checkpoint("llada-cache"), &device).unwrap();
-    let dream_dir = common::scratch("dream-cache");
-    let fixture =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dream-tiny");
-    for file in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture.join(file), dream_dir.join(file)).unwrap();
-    }
-    // Any tokenizer whose ids fit the fixture's 128-token vocabulary serves for logits.
+/// A pretrained checkpoint directory: `fixture`'s config and weights with bert-tiny's tokenizer
+/// (its ids fit every fixture's vocabulary), opened.
+fn pretrained(name: &str, fixture: &std::path::Path) -> OpenedModel {
     let bert_tiny = common::shared()
         .expect("../shared is missing: this test needs ../shared/models/bert-tiny-mlm")
         .join("models/bert-tiny-mlm");
-    std::fs::copy(
-        bert_tiny.join("tokenizer.json"),
-        dream_dir.join("tokenizer.json"),
-    )
-    .unwrap();
-    let dream = OpenedModel::open(&dream_dir, &device).unwrap();
-    for (name, model) in [("llada", &llada), ("dream", &dream)] {
+    let dir = common::scratch(name);
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+    }
+    std::fs::copy(bert_tiny.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    OpenedModel::open(&dir, &Device::flex()).unwrap()
+}
+
+#[test]
+fn every_pretrained_family_caches_as_flowlm_does() {
+    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let bert_tiny = common::shared()
+        .expect("../shared is missing: this test needs ../shared/models/bert-tiny-mlm")
+        .join("models/bert-tiny-mlm");
+    let models = [
+        (
+            "llada",
+            OpenedModel::open(&common::llada_checkpoint("llada-cache"), &Device::flex()).unwrap(),
+        ),
+        (
+            "dream",
+            pretrained("dream-cache", &fixtures.join("dream-tiny")),
+        ),
+        // Sliding-window layers of +-4 columns: the window pass must place its queries.
+        (
+            "modernbert",
+            pretrained("modernbert-cache", &fixtures.join("modernbert-tiny")),
+        ),
+        ("bert", pretrained("bert-cache", &bert_tiny)),
+    ];
+    for (name, model) in &models {
         for mode in [CacheMode::Prefix, CacheMode::Dual] {
             let difference = cached_vs_full(&*model.denoiser, &canvas(), &canvas(), mode, 10..14);
             assert!(difference < 1e-5, "{name} {mode:?}: {difference}");

@@ -6,7 +6,7 @@
 
 use super::layers::{LayerNorm, Linear, attend, split_heads};
 use crate::error::{FlowError, Result};
-use crate::model::kv_cache::{CachePass, KvCache};
+use crate::model::kv_cache::{CachePass, KvCache, KvPair};
 use crate::model::weights::Weights;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Int, Tensor};
@@ -120,19 +120,34 @@ impl BertLayer {
         })
     }
 
-    /// Post-norm: x = LN(x + Attention(x)); x = LN(x + FFN(x)).
-    fn forward(&self, x: Tensor<3>, heads: usize, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+    /// Post-norm: x = LN(x + Attention(x)); x = LN(x + FFN(x)), on the columns a pass computes;
+    /// also returns the keys/values attended to. `cache` is the pass and this layer's index.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        heads: usize,
+        padding: Option<Tensor<2, Bool>>,
+        cache: Option<(&CachePass, usize)>,
+    ) -> (Tensor<3>, KvPair) {
+        let fresh = KvPair {
+            keys: split_heads(self.key.forward(x.clone()), heads),
+            values: split_heads(self.value.forward(x.clone()), heads),
+        };
+        let kv = match cache {
+            Some((pass, layer)) => pass.attended(layer, fresh),
+            None => fresh,
+        };
         let attended = attend(
             split_heads(self.query.forward(x.clone()), heads),
-            split_heads(self.key.forward(x.clone()), heads),
-            split_heads(self.value.forward(x.clone()), heads),
+            kv.keys.clone(),
+            kv.values.clone(),
             padding,
         );
         let x = self
             .attention_norm
             .forward(x + self.attention_output.forward(attended));
         let inner = gelu(self.intermediate.forward(x.clone()));
-        self.output_norm.forward(x + self.output.forward(inner))
+        (self.output_norm.forward(x + self.output.forward(inner)), kv)
     }
 }
 
@@ -221,14 +236,17 @@ impl BertMaskedLm {
         })
     }
 
-    /// Logits `[B, L, vocab]` for token ids `[B, L]` at positions `[B, L]`; `padding` `[B, L]`
-    /// is true at slots no other slot may attend to.
+    /// Logits `[B, C, vocab]` of the C columns `pass` computes (all without one) for token ids
+    /// `[B, L]` at positions `[B, L]`; `padding` `[B, L]` is true at slots no other slot may
+    /// attend to. Also every layer's keys/values when the pass records.
     pub fn forward(
         &self,
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
-    ) -> Tensor<3> {
+        pass: Option<&CachePass>,
+    ) -> (Tensor<3>, KvCache) {
+        let (ids, positions) = super::pass_columns(ids, positions, pass);
         let [batch, length] = ids.dims();
         let hidden = self.config.hidden_size;
         let gather = |table: &Tensor<2>, index: Tensor<2, Int>| {
@@ -241,11 +259,19 @@ impl BertMaskedLm {
             + gather(&self.position_embeddings, positions)
             + self.token_type.clone().unsqueeze();
         let mut x = self.embedding_norm.forward(embedded);
-        for layer in &self.layers {
-            x = layer.forward(x, self.config.num_attention_heads, padding.clone());
+        let mut cache = KvCache::default();
+        let heads = self.config.num_attention_heads;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let (next, kv) = layer.forward(x, heads, padding.clone(), pass.map(|p| (p, index)));
+            x = next;
+            if matches!(pass, Some(CachePass::Record)) {
+                cache.layers.push(kv);
+            }
         }
         let x = self.transform_norm.forward(gelu(self.transform.forward(x)));
-        x.matmul(self.decoder.clone().unsqueeze()) + self.decoder_bias.clone().unsqueeze()
+        let logits =
+            x.matmul(self.decoder.clone().unsqueeze()) + self.decoder_bias.clone().unsqueeze();
+        (logits, cache)
     }
 }
 
@@ -265,9 +291,7 @@ impl super::Network for BertMaskedLm {
         padding: Option<Tensor<2, Bool>>,
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
-        super::no_cache(pass)?;
-        let logits = BertMaskedLm::forward(self, ids, positions, padding);
-        Ok((logits, KvCache::default()))
+        Ok(BertMaskedLm::forward(self, ids, positions, padding, pass))
     }
 }
 

@@ -28,7 +28,7 @@ pub trait Network {
     }
     /// Logits `[B, C, vocab]` of the C columns a pass computes (every column without one;
     /// ids, positions and padding span the whole canvas) and, when `pass` records, every
-    /// layer's keys/values. Families without a key/value cache refuse a pass ([`no_cache`]).
+    /// layer's keys/values.
     fn forward(
         &self,
         ids: Tensor<2, Int>,
@@ -36,16 +36,6 @@ pub trait Network {
         padding: Option<Tensor<2, Bool>>,
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)>;
-}
-
-/// A family without a key/value cache: an error for any cached pass.
-fn no_cache(pass: Option<&CachePass>) -> Result<()> {
-    match pass {
-        None => Ok(()),
-        Some(_) => Err(FlowError::Unsupported(
-            "this model family has no key/value cache yet; use --cache none".into(),
-        )),
-    }
 }
 
 /// One family: the `model_type` its `config.json` declares and how to build it.

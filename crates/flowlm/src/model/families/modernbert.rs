@@ -11,7 +11,7 @@
 
 use super::layers::{HeadShape, LayerNorm, Linear, RotaryTables, attend_masked, split_heads};
 use crate::error::{FlowError, Result};
-use crate::model::kv_cache::{CachePass, KvCache};
+use crate::model::kv_cache::{CachePass, KvCache, KvPair};
 use crate::model::weights::Weights;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -229,14 +229,21 @@ impl ModernBertMaskedLm {
         })
     }
 
-    /// `[1, 1, L, L]`, true where |i - j| exceeds the sliding half-window.
-    fn outside_window(&self, length: usize, device: &Device) -> Tensor<4, Bool> {
+    /// `[1, 1, Q, K]` for query columns `queries` and K key columns: true where the columns
+    /// are further apart than the sliding half-window.
+    fn outside_window(
+        &self,
+        queries: std::ops::Range<usize>,
+        keys: usize,
+        device: &Device,
+    ) -> Tensor<4, Bool> {
         let half = self.config.local_attention / 2;
-        let outside: Vec<bool> = (0..length * length)
-            .map(|k| (k / length).abs_diff(k % length) > half)
+        let rows = queries.len();
+        let outside: Vec<bool> = queries
+            .flat_map(|q| (0..keys).map(move |k| q.abs_diff(k) > half))
             .collect();
-        Tensor::<2, Bool>::from_data(TensorData::new(outside, [length, length]), device)
-            .reshape([1, 1, length, length])
+        Tensor::<2, Bool>::from_data(TensorData::new(outside, [rows, keys]), device)
+            .reshape([1, 1, rows, keys])
     }
 }
 
@@ -256,8 +263,10 @@ impl super::Network for ModernBertMaskedLm {
         padding: Option<Tensor<2, Bool>>,
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
-        super::no_cache(pass)?;
-        let [batch, length] = ids.dims();
+        let [batch, width] = ids.dims();
+        let columns = pass.map_or(0..width, |p| p.columns(width));
+        let (ids, positions) = super::pass_columns(ids, positions, pass);
+        let length = columns.len();
         let (h, heads) = (self.config.hidden_size, self.config.num_attention_heads);
         let device = ids.device();
         let embedded = self
@@ -266,16 +275,17 @@ impl super::Network for ModernBertMaskedLm {
             .select(0, ids.reshape([batch * length]))
             .reshape([batch, length, h]);
         let mut x = self.embedding_norm.forward(embedded);
-        let padding = padding.map(|p| p.reshape([batch, 1, 1, length]));
-        let window = self.outside_window(length, &device);
+        let padding = padding.map(|p| p.reshape([batch, 1, 1, width]));
+        let window = self.outside_window(columns, width, &device);
         let sliding = Some(match &padding {
             Some(p) => p
                 .clone()
-                .expand([batch, 1, length, length])
-                .bool_or(window.expand([batch, 1, length, length])),
-            None => window.expand([batch, 1, length, length]),
+                .expand([batch, 1, length, width])
+                .bool_or(window.expand([batch, 1, length, width])),
+            None => window.expand([batch, 1, length, width]),
         });
-        for layer in &self.layers {
+        let mut cache = KvCache::default();
+        for (index, layer) in self.layers.iter().enumerate() {
             let normed = match &layer.attention_norm {
                 Some(norm) => norm.forward(x.clone()),
                 None => x.clone(),
@@ -289,14 +299,24 @@ impl super::Network for ModernBertMaskedLm {
                 &self.local_rotary
             };
             let q = rotary.apply(split_heads(part(0), heads), positions.clone());
-            let k = rotary.apply(split_heads(part(1), heads), positions.clone());
-            let v = split_heads(part(2), heads);
+            let fresh = KvPair {
+                keys: rotary.apply(split_heads(part(1), heads), positions.clone()),
+                values: split_heads(part(2), heads),
+            };
+            let kv = match pass {
+                Some(pass) => pass.attended(index, fresh),
+                None => fresh,
+            };
             let mask = if layer.global {
                 padding.clone()
             } else {
                 sliding.clone()
             };
-            x = x.clone() + layer.attention_output.forward(attend_masked(q, k, v, mask));
+            let attended = attend_masked(q, kv.keys.clone(), kv.values.clone(), mask);
+            if matches!(pass, Some(CachePass::Record)) {
+                cache.layers.push(kv);
+            }
+            x = x.clone() + layer.attention_output.forward(attended);
             let inner = layer
                 .input
                 .forward(layer.feed_forward_norm.forward(x.clone()));
@@ -313,7 +333,7 @@ impl super::Network for ModernBertMaskedLm {
             Some(bias) => logits + bias.clone().unsqueeze(),
             None => logits,
         };
-        Ok((logits, KvCache::default()))
+        Ok((logits, cache))
     }
 }
 
