@@ -2,8 +2,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use flowlm::eval::throughput::{Throughput, bench_generate, bench_train, peak_memory_bytes};
 use flowlm::model::SavedModel;
+use flowlm::model::open::OpenedModel;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum What {
@@ -22,7 +23,8 @@ enum What {
 pub struct BenchArgs {
     #[arg(value_enum)]
     what: What,
-    /// Model directory whose shape (train) or weights (generate) to use [default: models/default]
+    /// Model directory whose shape (train: a FlowLM model) or weights (generate, cache: any model
+    /// FlowLM opens, pretrained checkpoints included) to use [default: models/default]
     #[arg(long)]
     model: Option<PathBuf>,
     /// Training batch; generate runs batch 1 and this batch
@@ -118,95 +120,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let device = super::device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);
-    if cache {
-        return super::bench_cache::run(&args.cache_args(gen_length, iterations), &dir, &device);
-    }
-    let saved =
-        SavedModel::load(&dir, &device).with_context(|| format!("loading {}", dir.display()))?;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     let mut report = serde_json::Map::new();
-    // Train or generate (the cache comparison returned above).
-    if matches!(args.what, What::Train) {
-        {
-            let length = saved.metadata.sequence_length;
-            let result = bench_train(
-                &saved.config,
-                args.batch_size,
-                length,
-                iterations,
-                2,
-                args.shards,
+    match args.what {
+        What::Cache => {
+            return super::bench_cache::run(
+                &args.cache_args(gen_length, iterations),
+                &dir,
                 &device,
             );
-            report.insert("tokens_per_second".into(), json!(result.tokens_per_second));
-            report.insert("seconds".into(), json!(result.seconds));
-            report.insert("cpu_seconds".into(), json!(result.cpu_seconds));
-            if !args.json {
-                println!(
-                    "bench train: model {} (hidden {}, {} layers, vocab {}), batch {} x {} tokens, {} cores available",
-                    dir.display(),
-                    saved.config.hidden_size,
-                    saved.config.num_hidden_layers,
-                    saved.config.vocab_size,
-                    args.batch_size,
-                    length,
-                    threads
-                );
-                println!(
-                    "  {:.0} tokens/s ({} steps in {:.2} s, {:.1} ms/step), {:.2} cores used",
-                    result.tokens_per_second,
-                    result.iterations,
-                    result.seconds,
-                    result.seconds * 1e3 / result.iterations as f64,
-                    cores_used(&result)
-                );
-            }
         }
-    } else {
-        {
-            let special = saved.tokenizer.special();
-            let prompt = saved.tokenizer.encode("ROMEO:")?;
-            let room = saved.metadata.sequence_length.saturating_sub(prompt.len());
-            if room == 0 {
-                anyhow::bail!("the model's sequence length leaves no room after the prompt");
-            }
-            let gen_length = gen_length.min(room);
-            let denoiser = saved.denoiser(&device);
-            report.insert("prompt".into(), json!(prompt));
-            for batch in [1, args.batch_size] {
-                let result = bench_generate(
-                    &denoiser,
-                    &prompt,
-                    special.mask,
-                    special.pad,
-                    gen_length,
-                    gen_length,
-                    batch,
-                    iterations.div_ceil(batch).max(1),
-                )?;
-                let t = &result.throughput;
-                report.insert(
-                    batch.to_string(),
-                    json!({
-                        "tokens_per_second": t.tokens_per_second,
-                        "seconds": t.seconds,
-                        "cpu_seconds": t.cpu_seconds,
-                        "tokens": result.tokens,
-                        "rows_agree": result.rows_agree,
-                    }),
-                );
-                if !args.json {
-                    println!(
-                        "bench generate: batch {batch}, {gen_length} tokens in {gen_length} steps: {:.1} generated tokens/s ({:.1} forward passes/s), {:.2} cores used",
-                        t.tokens_per_second,
-                        t.tokens_per_second / batch as f64,
-                        cores_used(t)
-                    );
-                }
-            }
-        }
+        What::Train => train(&args, iterations, &dir, &device, &mut report)?,
+        What::Generate => generate(&args, iterations, gen_length, &dir, &device, &mut report)?,
     }
     let peak = peak_memory_bytes();
     report.insert("peak_memory_bytes".into(), json!(peak));
@@ -217,6 +141,110 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "  peak memory (VmHWM) {:.0} MiB",
             bytes as f64 / (1024.0 * 1024.0)
         );
+    }
+    Ok(())
+}
+
+/// `bench train`: training steps with the model's shape (a FlowLM model directory).
+fn train(
+    args: &BenchArgs,
+    iterations: usize,
+    dir: &Path,
+    device: &burn::tensor::Device,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    let saved =
+        SavedModel::load(dir, device).with_context(|| format!("loading {}", dir.display()))?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let length = saved.metadata.sequence_length;
+    let result = bench_train(
+        &saved.config,
+        args.batch_size,
+        length,
+        iterations,
+        2,
+        args.shards,
+        device,
+    );
+    report.insert("tokens_per_second".into(), json!(result.tokens_per_second));
+    report.insert("seconds".into(), json!(result.seconds));
+    report.insert("cpu_seconds".into(), json!(result.cpu_seconds));
+    if !args.json {
+        println!(
+            "bench train: model {} (hidden {}, {} layers, vocab {}), batch {} x {} tokens, {} cores available",
+            dir.display(),
+            saved.config.hidden_size,
+            saved.config.num_hidden_layers,
+            saved.config.vocab_size,
+            args.batch_size,
+            length,
+            threads
+        );
+        println!(
+            "  {:.0} tokens/s ({} steps in {:.2} s, {:.1} ms/step), {:.2} cores used",
+            result.tokens_per_second,
+            result.iterations,
+            result.seconds,
+            result.seconds * 1e3 / result.iterations as f64,
+            cores_used(&result)
+        );
+    }
+    Ok(())
+}
+
+/// `bench generate`: LLaDA generation with any model FlowLM opens (its own or a pretrained
+/// checkpoint), at batch 1 and `--batch-size`.
+fn generate(
+    args: &BenchArgs,
+    iterations: usize,
+    gen_length: usize,
+    dir: &Path,
+    device: &burn::tensor::Device,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    let model =
+        OpenedModel::open(dir, device).with_context(|| format!("opening {}", dir.display()))?;
+    let mut prompt = model.prompt_prefix.clone();
+    prompt.extend(model.tokenizer.encode("ROMEO:")?);
+    let room = model.context_length.saturating_sub(prompt.len());
+    if room == 0 {
+        anyhow::bail!("the model's context leaves no room after the prompt");
+    }
+    let gen_length = gen_length.min(room);
+    let ids = &model.metadata;
+    report.insert("prompt".into(), json!(prompt));
+    for batch in [1, args.batch_size] {
+        let result = bench_generate(
+            &*model.denoiser,
+            &prompt,
+            ids.mask_token_id,
+            ids.pad_token_id,
+            gen_length,
+            gen_length,
+            batch,
+            iterations.div_ceil(batch).max(1),
+        )?;
+        let t = &result.throughput;
+        report.insert(
+            batch.to_string(),
+            json!({
+                "tokens_per_second": t.tokens_per_second,
+                "seconds": t.seconds,
+                "cpu_seconds": t.cpu_seconds,
+                "tokens": result.tokens,
+                "rows_agree": result.rows_agree,
+            }),
+        );
+        if !args.json {
+            println!(
+                "bench generate: batch {batch}, {gen_length} tokens in {gen_length} steps: {:.1} generated tokens/s ({:.1} forward passes/s), {:.2} cores used",
+                t.tokens_per_second,
+                t.tokens_per_second / batch as f64,
+                cores_used(t)
+            );
+        }
     }
     Ok(())
 }
