@@ -246,3 +246,41 @@ fn a_cache_with_sampling_temperature_is_refused_by_name() {
         .to_string();
     assert!(error.contains("--cache"), "{error}");
 }
+
+/// `flowlm bench cache`'s comparison: six modes, the uncached one-token-per-step mode first
+/// (speed-up 1, full agreement), one pass per token without a rule, never more with it.
+#[test]
+fn the_mode_comparison_measures_every_mode_against_the_uncached_sampler() {
+    use flowlm::eval::decoding_modes::{DecodingMode, compare_speed};
+    let denoiser = model(2);
+    let modes = DecodingMode::grid(0.5);
+    let mut rounds = 0;
+    let rows = compare_speed(
+        &denoiser,
+        &[3, 4, 5],
+        (MASK, PAD),
+        8,
+        4,
+        &modes,
+        2,
+        &mut |_| rounds += 1,
+    )
+    .unwrap();
+    assert_eq!(rounds, 2);
+    assert_eq!(rows.len(), 6);
+    assert_eq!(
+        rows[0].mode,
+        DecodingMode {
+            cache: CacheMode::None,
+            threshold: None
+        }
+    );
+    assert_eq!((rows[0].speedup, rows[0].agreement), (1.0, 1.0));
+    for row in &rows[..3] {
+        assert_eq!(row.forward_passes, 8, "{:?}", row.mode);
+    }
+    for row in &rows[3..] {
+        assert!(row.forward_passes <= 8, "{:?}", row.mode);
+        assert!(row.tokens_per_second > 0.0);
+    }
+}
