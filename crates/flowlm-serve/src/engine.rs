@@ -175,14 +175,22 @@ impl Engine {
     pub fn submit(&self, request: &Request) -> Result<mpsc::UnboundedReceiver<JobEvent>, ApiError> {
         let (events, receiver) = mpsc::unbounded_channel();
         let job = self.prepare(request, events)?;
-        self.queue.try_send(job).map_err(|_| ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            message: format!(
-                "the queue is full ({} requests waiting); retry later",
-                self.options.queue
-            ),
-            param: None,
-            kind: "rate_limit_exceeded",
+        self.queue.try_send(job).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!(
+                    "the queue is full ({} requests waiting); retry later",
+                    self.options.queue
+                ),
+                param: None,
+                kind: "rate_limit_exceeded",
+            },
+            mpsc::error::TrySendError::Closed(_) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "the decoding engine has stopped; restart the server".into(),
+                param: None,
+                kind: "server_error",
+            },
         })?;
         self.metrics.queued(1);
         Ok(receiver)
@@ -396,19 +404,26 @@ fn decode_forever(
             metrics.queued(-1);
             waiting.push_back(job);
         }
-        if first.steppable {
-            crate::continuous::decode(
-                first,
-                denoiser,
-                info,
-                metrics,
-                &mut queue,
-                &mut waiting,
-                options.max_batch,
-            );
-        } else {
-            let batch = take_batch(first, &mut waiting, options.max_batch);
-            crate::batch::decode_batch(denoiser, info, metrics, batch);
+        // A panic while decoding drops that round's requests (their clients get a 500) but
+        // never the engine: the next requests are served.
+        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if first.steppable {
+                crate::continuous::decode(
+                    first,
+                    denoiser,
+                    info,
+                    metrics,
+                    &mut queue,
+                    &mut waiting,
+                    options.max_batch,
+                );
+            } else {
+                let batch = take_batch(first, &mut waiting, options.max_batch);
+                crate::batch::decode_batch(denoiser, info, metrics, batch);
+            }
+        }));
+        if round.is_err() {
+            eprintln!("flowlm serve: a decoding round panicked; its requests were answered 500");
         }
     }
 }

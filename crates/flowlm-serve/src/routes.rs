@@ -110,7 +110,7 @@ async fn generate(engine: Arc<Engine>, body: Bytes, chat: bool) -> Response {
     }
     let stopped = ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: "the engine stopped".into(),
+        message: "the engine dropped this request (see the server's log)".into(),
         param: None,
         kind: "server_error",
     };
