@@ -184,3 +184,42 @@ fn file_parsers_never_panic() {
     });
     eprintln!("pretrained config.json: {n} executions");
 }
+
+/// The token cache: a damaged cache file (any mutation of a valid one) is never trusted: every
+/// read gives exactly the documents a fresh tokenization gives.
+#[test]
+fn a_damaged_token_cache_is_never_trusted() {
+    use flowlm::data::tokenize_cached;
+    let budget = budget();
+    let data = common::scratch("fuzz-cache-data");
+    write(
+        &data,
+        "a.txt",
+        b"ROMEO. But soft, what light through yonder window breaks?",
+    );
+    write(
+        &data,
+        "b.jsonl",
+        b"{\"prompt\": \"1+1=\", \"response\": \"2\"}\n{\"text\": \"JULIET. Ay me.\"}\n",
+    );
+    let tokenizer = Tokenizer::from_file(&root().join("models/default/tokenizer.json")).unwrap();
+    let (fresh, _) = tokenize_cached(&data, &[], &tokenizer, None).unwrap();
+    let cache = common::scratch("fuzz-cache");
+    let (first, used) = tokenize_cached(&data, &[], &tokenizer, Some(&cache)).unwrap();
+    assert!(!used && first == fresh);
+    let (again, used) = tokenize_cached(&data, &[], &tokenizer, Some(&cache)).unwrap();
+    assert!(used && again == fresh, "a valid cache is read back");
+    let file = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let valid = std::fs::read(&file).unwrap();
+    let n = fuzz("token cache", &valid, budget, &|input| {
+        std::fs::write(&file, input).unwrap();
+        let (documents, _) = tokenize_cached(&data, &[], &tokenizer, Some(&cache)).unwrap();
+        assert!(documents == fresh, "a damaged cache was trusted");
+    });
+    eprintln!("token cache: {n} executions");
+}

@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use flowlm::data::{load_documents, tokenize_cached};
+use flowlm::data::{cache_directory, load_documents, tokenize_cached};
 use flowlm::eval::likelihood;
 use flowlm::model::SavedModel;
 use indicatif::ProgressBar;
@@ -74,7 +74,7 @@ fn run_likelihood(args: LikelihoodArgs) -> anyhow::Result<()> {
             }
         })
         .sum();
-    let (documents, _) = tokenize_cached(&data, &[], &saved.tokenizer, true)?;
+    let (documents, _) = tokenize_cached(&data, &[], &saved.tokenizer, Some(&cache_directory()))?;
     let tokens: usize = documents.iter().map(|d| d.body.len() + 1).sum();
     let rows = tokens / saved.metadata.sequence_length;
     let bar = ProgressBar::new((rows.div_ceil(args.batch_size.max(1)) * args.samples) as u64);

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use flowlm::data::tokenize_cached;
+use flowlm::data::{cache_directory, tokenize_cached};
 use flowlm::eval::{CorrectionOptions, correction_benchmark, masked_cross_entropy};
 use flowlm::model::SavedModel;
 use indicatif::ProgressBar;
@@ -77,7 +77,8 @@ fn load(
 
 pub fn run_correct(args: CorrectArgs) -> anyhow::Result<()> {
     let (saved, dir, device) = load(&args.model, &args.device)?;
-    let (documents, _) = tokenize_cached(&args.data, &[], &saved.tokenizer, true)?;
+    let (documents, _) =
+        tokenize_cached(&args.data, &[], &saved.tokenizer, Some(&cache_directory()))?;
     let options = CorrectionOptions {
         substitute: args.substitute,
         mask: args.mask,
@@ -134,7 +135,8 @@ pub fn run_correct(args: CorrectArgs) -> anyhow::Result<()> {
 
 pub fn run_masked_ce(args: MaskedCeArgs) -> anyhow::Result<()> {
     let (saved, dir, device) = load(&args.model, &args.device)?;
-    let (documents, _) = tokenize_cached(&args.data, &[], &saved.tokenizer, true)?;
+    let (documents, _) =
+        tokenize_cached(&args.data, &[], &saved.tokenizer, Some(&cache_directory()))?;
     let batches = args.rows.div_ceil(args.batch_size.max(1)) * args.rates.len();
     let bar = ProgressBar::new(batches as u64);
     let results = masked_cross_entropy(

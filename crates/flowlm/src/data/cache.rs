@@ -42,17 +42,20 @@ fn cache_key(path: &Path, exclude: &[String], tokenizer: &Tokenizer) -> Result<u
     Ok(hasher.finish())
 }
 
-/// Tokenizes every document under `path`, reading from / writing to the cache. Returns the
-/// documents and whether the cache was used.
+/// Tokenizes every document under `path`, reading from / writing to the token cache in
+/// `cache` (usually [`cache_directory`]; `None`: no cache). Returns the documents and whether the
+/// cache was used.
 pub fn tokenize_cached(
     path: &Path,
     exclude: &[String],
     tokenizer: &Tokenizer,
-    use_cache: bool,
+    cache: Option<&Path>,
 ) -> Result<(Vec<TokenizedDocument>, bool)> {
     let key = cache_key(path, exclude, tokenizer)?;
-    let file = cache_directory().join(format!("tokens-{key:016x}.bin"));
-    if use_cache && let Some(documents) = read_cache(&file, tokenizer.vocab_size()) {
+    let file = cache.map(|dir| dir.join(format!("tokens-{key:016x}.bin")));
+    if let Some(file) = &file
+        && let Some(documents) = read_cache(file, tokenizer.vocab_size())
+    {
         return Ok((documents, true));
     }
     let mut tokenized = Vec::new();
@@ -68,9 +71,11 @@ pub fn tokenize_cached(
             },
         });
     }
-    if use_cache && std::fs::create_dir_all(cache_directory()).is_ok() {
+    if let (Some(dir), Some(file)) = (cache, &file)
+        && std::fs::create_dir_all(dir).is_ok()
+    {
         // A failed cache write only costs the next run a re-tokenization.
-        let _ = crate::io::write_atomic(&file, &encode_cache(&tokenized));
+        let _ = crate::io::write_atomic(file, &encode_cache(&tokenized));
     }
     Ok((tokenized, false))
 }
@@ -82,22 +87,41 @@ fn push_ids(out: &mut Vec<u8>, ids: &[u32]) {
     }
 }
 
+/// The cache file's first bytes (the format's version).
+const MAGIC: &[u8] = b"FLTK2";
+
+/// FNV-1a over the payload: a damaged cache whose structure still parses is caught by it.
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// MAGIC, the document count, each document's prompt and body ids, then the checksum of
+/// everything before it.
 fn encode_cache(documents: &[TokenizedDocument]) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(b"FLTK1");
+    out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(documents.len() as u64).to_le_bytes());
     for d in documents {
         push_ids(&mut out, &d.prompt);
         push_ids(&mut out, &d.body);
     }
+    let sum = checksum(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
     out
 }
 
-/// The cached documents, or None when the file is missing, truncated, longer than its count says,
-/// or holds an id outside the vocabulary: a damaged cache is re-tokenized, never trusted.
+/// The cached documents, or None when the file is missing, of another version, fails its
+/// checksum, is truncated or longer than its count says, or holds an id outside the vocabulary:
+/// a damaged cache is re-tokenized, never trusted.
 fn read_cache(file: &Path, vocab_size: usize) -> Option<Vec<TokenizedDocument>> {
     let bytes = std::fs::read(file).ok()?;
-    let mut cursor = bytes.strip_prefix(b"FLTK1")?;
+    let (payload, sum) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
+    if checksum(payload).to_le_bytes() != sum {
+        return None;
+    }
+    let mut cursor = payload.strip_prefix(MAGIC)?;
     let take_u64 = |c: &mut &[u8]| -> Option<u64> {
         let (head, tail) = c.split_at_checked(8)?;
         *c = tail;

@@ -423,11 +423,12 @@ pub fn train(
         }
     };
     let special = tokenizer.special();
+    let cache = recipe.data.cache.then(crate::data::cache_directory);
     let (documents, cached) = tokenize_cached(
         &recipe.data.path,
         &recipe.data.exclude,
         &tokenizer,
-        recipe.data.cache,
+        cache.as_deref(),
     )?;
     let dataset = pack(
         &documents,
