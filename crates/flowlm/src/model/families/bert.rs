@@ -4,7 +4,7 @@
 //! `cls.predictions.*`), old `gamma`/`beta` layer-norm names included; the decoder is tied to the
 //! word embeddings. Reference: transformers' `modeling_bert.py`.
 
-use super::layers::{LayerNorm, Linear, attend, split_heads};
+use super::layers::{LayerNorm, Linear, attend, project, split_heads};
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache, KvPair};
 use crate::model::weights::Weights;
@@ -269,8 +269,7 @@ impl BertMaskedLm {
             }
         }
         let x = self.transform_norm.forward(gelu(self.transform.forward(x)));
-        let logits =
-            x.matmul(self.decoder.clone().unsqueeze()) + self.decoder_bias.clone().unsqueeze();
+        let logits = project(x, &self.decoder) + self.decoder_bias.clone().unsqueeze();
         (logits, cache)
     }
 }

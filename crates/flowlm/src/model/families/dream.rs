@@ -7,7 +7,7 @@
 //! rotary positions. The mask id comes from `config.json` (151666 in Dream 7B).
 
 use super::layers::{
-    GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables, run_gated_blocks,
+    GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables, project, run_gated_blocks,
 };
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache};
@@ -170,10 +170,7 @@ impl super::Network for DreamModel {
             padding,
             widened.as_ref(),
         );
-        let logits = self
-            .final_norm
-            .forward(x)
-            .matmul(self.head.clone().unsqueeze());
+        let logits = project(self.final_norm.forward(x), &self.head);
         if length < 2 {
             return Ok((logits, cache));
         }

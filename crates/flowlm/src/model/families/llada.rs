@@ -6,7 +6,7 @@
 //! `weight_tying`. The mask id comes from `config.json` (126336 in the 8B models).
 
 use super::layers::{
-    GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables, run_gated_blocks,
+    GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables, project, run_gated_blocks,
 };
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache};
@@ -182,10 +182,7 @@ impl super::Network for LladaModel {
             .select(0, ids.reshape([batch * length]))
             .reshape([batch, length, self.config.d_model]);
         let (x, cache) = run_gated_blocks(&self.blocks, x, &self.rotary, &positions, padding, pass);
-        let logits = self
-            .final_norm
-            .forward(x)
-            .matmul(self.head.clone().unsqueeze());
+        let logits = project(self.final_norm.forward(x), &self.head);
         Ok((logits, cache))
     }
 }

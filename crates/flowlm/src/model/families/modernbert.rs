@@ -9,7 +9,9 @@
 //! and `global_attn_every_n_layers` + `global_rope_theta` / `local_rope_theta` (the originals).
 //! Reference: transformers' `modeling_modernbert.py`.
 
-use super::layers::{HeadShape, LayerNorm, Linear, RotaryTables, attend_masked, split_heads};
+use super::layers::{
+    HeadShape, LayerNorm, Linear, RotaryTables, attend_masked, project, split_heads,
+};
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache, KvPair};
 use crate::model::weights::Weights;
@@ -328,7 +330,7 @@ impl super::Network for ModernBertMaskedLm {
         let x = self
             .head_norm
             .forward(gelu(self.head.forward(self.final_norm.forward(x))));
-        let logits = x.matmul(self.decoder.clone().unsqueeze());
+        let logits = project(x, &self.decoder);
         let logits = match &self.decoder_bias {
             Some(bias) => logits + bias.clone().unsqueeze(),
             None => logits,
