@@ -84,6 +84,18 @@ fn generate_arguments_are_checked_against_their_ranges() {
             &["--sampler", "remask", "--remask-ratio", "2"],
             "--remask-ratio",
         ),
+        (
+            &[
+                "--sampler",
+                "llada",
+                "--cache",
+                "dual",
+                "--temperature",
+                "1",
+            ],
+            "--cache",
+        ),
+        (&["--cache", "triple"], "--cache"),
     ];
     for (extra, culprit) in cases {
         let mut args = vec!["generate", "--prompt", "ROMEO:", "--no-live"];
@@ -271,6 +283,13 @@ fn unclear_inputs_get_clear_errors() {
         "checkpoint",
     );
     refuses(&["bench", "train", "--batch-size", "0"], "--batch-size");
+    refuses(&["bench", "cache", "--threshold", "2"], "--threshold");
+    refuses(&["bench", "cache", "--gen-length", "300"], "--gen-length");
+    refuses(&["serve", "--max-batch", "0"], "--max-batch");
+    refuses(
+        &["serve", "--model", "/nonexistent/model"],
+        "/nonexistent/model",
+    );
     refuses(
         &[
             "tokenizer",

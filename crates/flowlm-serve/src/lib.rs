@@ -24,9 +24,10 @@ use std::sync::Arc;
 pub enum ServeError {
     #[error(transparent)]
     Model(#[from] flowlm::FlowError),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Listen {
         address: String,
+        #[source]
         source: std::io::Error,
     },
     #[error("server: {0}")]
