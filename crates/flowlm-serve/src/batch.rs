@@ -234,6 +234,16 @@ impl Denoiser for CancellableDenoiser<'_> {
         self.inner.top_choices(canvas, time, forbidden)
     }
 
+    fn top_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+    ) -> flowlm::Result<TopChoices> {
+        self.check()?;
+        self.inner.top_choices_in(canvas, columns, forbidden)
+    }
+
     fn cached_top_choices(
         &self,
         canvas: &Canvas,

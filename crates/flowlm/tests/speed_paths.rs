@@ -189,6 +189,34 @@ fn device_top_choices_equal_host_choices() {
     }
 }
 
+/// Top choices of a block of columns (the output head on those columns only) equal the whole
+/// canvas's at those columns, for a padded batch.
+#[test]
+fn top_choices_of_some_columns_equal_those_of_the_whole_canvas() {
+    let device = Device::flex();
+    let denoiser = ModelDenoiser {
+        model: model(&device),
+        device: device.clone(),
+    };
+    let mask = (VOCAB - 1) as u32;
+    let canvas = Canvas::new(&[vec![3, 4, 5], vec![7]], 8, mask, 0).expect("canvas");
+    let whole = denoiser.top_choices(&canvas, None, mask).expect("whole");
+    let block = 5..9;
+    let part = denoiser
+        .top_choices_in(&canvas, block.clone(), mask)
+        .expect("block");
+    assert_eq!((part.length, part.first_column), (4, 5));
+    for row in 0..canvas.batch() {
+        for column in block.clone() {
+            let (token, p) = part.at(row, column);
+            let (expected_token, expected_p) = whole.at(row, column);
+            assert_eq!(token, expected_token, "row {row} column {column}");
+            assert!((p - expected_p).abs() < 1e-5, "row {row} column {column}");
+        }
+    }
+    assert!(denoiser.top_choices_in(&canvas, 9..12, mask).is_err());
+}
+
 /// The model through `logits` alone, so the trait's host-side `top_choices` runs.
 struct HostOnly(ModelDenoiser);
 

@@ -143,6 +143,19 @@ pub trait Denoiser {
         Ok(TopChoices::from_logits(&logits))
     }
 
+    /// [`Self::top_choices`] for the `columns` of every row only (no time): a sampler that reads
+    /// one block asks for that block, and a model runs its output head on those columns alone.
+    /// The default computes every column (a superset, indexed the same way).
+    fn top_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+    ) -> Result<TopChoices> {
+        let _ = columns;
+        self.top_choices(canvas, None, forbidden)
+    }
+
     /// Fast-dLLM's cached decoding. Without `cache`, runs the whole canvas and also returns
     /// every layer's keys/values; with it, runs only the `computed` columns against the cached
     /// keys/values of the others (and returns no cache). Either way, [`TopChoices`] for the

@@ -379,7 +379,14 @@ impl ModelDenoiser {
     /// core): rows never read each other, and a small model's operators are too small to keep
     /// both cores busy one at a time. Every shard keeps the batch's padding width, so a row's
     /// logits are what the whole batch gives it.
-    fn device_logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Tensor<3> {
+    /// Only the `columns` get logits: the output head (the largest single product for a large
+    /// vocabulary) runs on those rows of hidden states alone.
+    fn device_logits(
+        &self,
+        canvas: &Canvas,
+        time: Option<&[f32]>,
+        columns: Range<usize>,
+    ) -> Tensor<3> {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
         let time = time
             .map(|t| Tensor::<1>::from_data(TensorData::new(t.to_vec(), [t.len()]), &self.device));
@@ -388,9 +395,7 @@ impl ModelDenoiser {
             crate::cpu::compute_threads(),
         );
         if shards.len() == 1 {
-            return self
-                .model
-                .forward(DenoiserInput::Tokens(ids), positions, time, padding);
+            return column_logits(&self.model, ids, positions, time, padding, &columns);
         }
         let width = canvas.width();
         let jobs: Vec<_> = shards
@@ -399,15 +404,35 @@ impl ModelDenoiser {
             .collect();
         let outputs =
             crate::cpu::parallel_map(jobs, crate::cpu::compute_threads(), |(model, rows)| {
-                model.forward(
-                    DenoiserInput::Tokens(ids.clone().slice([rows.clone(), 0..width])),
+                column_logits(
+                    &model,
+                    ids.clone().slice([rows.clone(), 0..width]),
                     positions.clone().slice([rows.clone(), 0..width]),
                     time.clone().map(|t| t.slice([rows.clone()])),
                     padding.clone().map(|p| p.slice([rows, 0..width])),
+                    &columns,
                 )
             });
         Tensor::cat(outputs, 0)
     }
+}
+
+/// Logits `[B, C, V]` of the C `columns` of a full forward pass over `ids`.
+fn column_logits(
+    model: &DiffusionTransformer,
+    ids: Tensor<2, Int>,
+    positions: Tensor<2>,
+    time: Option<Tensor<1>>,
+    padding: Option<Tensor<2, Bool>>,
+    columns: &Range<usize>,
+) -> Tensor<3> {
+    let hidden = model.hidden_states(DenoiserInput::Tokens(ids), positions, time, padding);
+    let [batch, _, width] = hidden.dims();
+    let count = columns.len();
+    let hidden = hidden.slice([0..batch, columns.clone(), 0..width]);
+    let logits = model.output_logits(hidden.reshape([batch * count, width]));
+    let vocab = logits.dims()[1];
+    logits.reshape([batch, count, vocab])
 }
 
 impl super::Denoiser for ModelDenoiser {
@@ -460,7 +485,7 @@ impl super::Denoiser for ModelDenoiser {
     }
 
     fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits> {
-        host_logits(self.device_logits(canvas, time))
+        host_logits(self.device_logits(canvas, time, 0..canvas.width()))
     }
 
     fn top_choices(
@@ -469,7 +494,27 @@ impl super::Denoiser for ModelDenoiser {
         time: Option<&[f32]>,
         forbidden: u32,
     ) -> Result<TopChoices> {
-        TopChoices::on_device(self.device_logits(canvas, time), forbidden, 0)
+        let logits = self.device_logits(canvas, time, 0..canvas.width());
+        TopChoices::on_device(logits, forbidden, 0)
+    }
+
+    fn top_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+    ) -> Result<TopChoices> {
+        if columns.is_empty() || columns.end > canvas.width() {
+            return Err(FlowError::argument(
+                "columns",
+                format!(
+                    "{columns:?} is not inside the canvas's {} columns",
+                    canvas.width()
+                ),
+            ));
+        }
+        let first = columns.start;
+        TopChoices::on_device(self.device_logits(canvas, None, columns), forbidden, first)
     }
 
     fn cached_top_choices(

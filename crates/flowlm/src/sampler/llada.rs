@@ -140,14 +140,16 @@ impl LladaSampler {
         self.temperature <= 0.0 && self.cfg_scale <= 0.0
     }
 
-    /// A full pass's prediction: top choices, or full logits when sampling needs them.
+    /// A full pass's prediction: top choices of the `columns` the step reads, or full logits
+    /// when sampling needs them.
     fn predict_uncached(
         &self,
         denoiser: &dyn Denoiser,
         canvas: &Canvas,
+        columns: std::ops::Range<usize>,
     ) -> Result<(StepPrediction, usize)> {
         if self.needs_only_top_choices() {
-            let choices = denoiser.top_choices(canvas, None, canvas.mask_id)?;
+            let choices = denoiser.top_choices_in(canvas, columns, canvas.mask_id)?;
             return Ok((StepPrediction::Top(choices), 1));
         }
         let (logits, passes) = self.guided_logits(denoiser, canvas)?;
@@ -375,7 +377,15 @@ impl LladaSampler {
         rows: &mut [Option<RowProgress>],
         step: usize,
     ) -> Result<(StepEvent, usize)> {
-        let (prediction, passes) = self.predict_uncached(denoiser, canvas)?;
+        // The blocks the unfinished rows stand in: all a step reads.
+        let blocks = rows
+            .iter()
+            .flatten()
+            .map(|p| self.block_columns(canvas, p.block));
+        let read = blocks
+            .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
+            .unwrap_or(canvas.response_start..canvas.width());
+        let (prediction, passes) = self.predict_uncached(denoiser, canvas, read)?;
         let mut event = StepEvent {
             step,
             changes: Vec::new(),
