@@ -2,8 +2,8 @@
 //! next batch. (LLaDA requests without a cache are decoded step by step instead, `continuous`.)
 
 use crate::engine::{
-    Completion, Job, JobEvent, ModelInfo, canvas_change, completion, fail, final_text_delta,
-    internal_error, timeout_error,
+    Completion, Job, JobEvent, ModelInfo, completion, fail, final_text_delta, internal_error,
+    step_update, timeout_error,
 };
 use crate::metrics::Metrics;
 use flowlm::canvas::Canvas;
@@ -154,7 +154,10 @@ impl<'a> StreamState<'a> {
                 continue;
             }
             if job.stream_steps {
-                let _ = job.events.send(self.step_update(j, event, canvas, info));
+                let rows = self.rows;
+                let choice_of = |row: usize| (rows[row].0 == j).then_some(rows[row].1);
+                let update = step_update(event, canvas, info, event.step, choice_of);
+                let _ = job.events.send(update);
             }
         }
         for (row, sent) in self.sent.iter_mut().enumerate() {
@@ -166,30 +169,6 @@ impl<'a> StreamState<'a> {
             if let Some(delta) = final_text_delta(info, canvas.response(row), &jobs[j].stop, sent) {
                 let _ = jobs[j].events.send(JobEvent::Text { index, delta });
             }
-        }
-    }
-
-    fn step_update(
-        &self,
-        j: usize,
-        event: &StepEvent,
-        canvas: &Canvas,
-        info: &ModelInfo,
-    ) -> JobEvent {
-        let changes = event
-            .changes
-            .iter()
-            .filter(|c| self.rows[c.row].0 == j)
-            .map(|c| canvas_change(c, self.rows[c.row].1, info))
-            .collect();
-        let masked = (0..canvas.batch())
-            .filter(|&row| self.rows[row].0 == j)
-            .map(|row| canvas.masked_count(row))
-            .sum();
-        JobEvent::Step {
-            step: event.step,
-            masked,
-            changes,
         }
     }
 }

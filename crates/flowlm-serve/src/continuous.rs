@@ -5,7 +5,7 @@
 //! answer, sampled ones included.
 
 use crate::engine::{
-    Job, JobEvent, ModelInfo, canvas_change, completion, fail, final_text_delta, internal_error,
+    Job, JobEvent, ModelInfo, completion, fail, final_text_delta, internal_error, step_update,
     timeout_error,
 };
 use crate::metrics::Metrics;
@@ -163,31 +163,16 @@ impl Decode<'_> {
     }
 
     /// The lanes as one left-padded canvas.
-    fn canvas(&self) -> Canvas {
+    fn canvas(&self) -> flowlm::Result<Canvas> {
         let ids = &self.info.metadata;
-        let longest = self.lanes.iter().map(|l| l.prompt.len()).max().unwrap_or(0);
-        let mut rows = Vec::with_capacity(self.lanes.len());
-        let mut padding = Vec::with_capacity(self.lanes.len());
-        for lane in &self.lanes {
-            let pad = longest - lane.prompt.len();
-            let mut row = vec![ids.pad_token_id; pad];
-            row.extend_from_slice(&lane.prompt);
-            row.extend_from_slice(&lane.response);
-            rows.push(row);
-            padding.push(pad);
-        }
-        Canvas {
-            rows,
-            padding,
-            response_start: longest,
-            mask_id: ids.mask_token_id,
-            pad_id: ids.pad_token_id,
-        }
+        let prompts: Vec<&[u32]> = self.lanes.iter().map(|l| l.prompt.as_slice()).collect();
+        let responses: Vec<&[u32]> = self.lanes.iter().map(|l| l.response.as_slice()).collect();
+        Canvas::with_responses(&prompts, &responses, ids.mask_token_id, ids.pad_token_id)
     }
 
     /// One forward pass over every lane, then each request hears its part.
     fn step(&mut self, denoiser: &dyn Denoiser) -> flowlm::Result<()> {
-        let mut canvas = self.canvas();
+        let mut canvas = self.canvas()?;
         let mut progress: Vec<Option<RowProgress>> =
             self.lanes.iter_mut().map(|l| l.progress.take()).collect();
         let (event, passes) = self
@@ -208,21 +193,10 @@ impl Decode<'_> {
         for (&id, running) in self.requests.iter_mut() {
             if running.job.stream_steps {
                 let lanes = &self.lanes;
-                let changes = event
-                    .changes
-                    .iter()
-                    .filter(|c| lanes[c.row].request == id)
-                    .map(|c| canvas_change(c, lanes[c.row].choice, self.info))
-                    .collect();
-                let masked = (0..canvas.batch())
-                    .filter(|&row| lanes[row].request == id)
-                    .map(|row| canvas.masked_count(row))
-                    .sum();
-                let _ = running.job.events.send(JobEvent::Step {
-                    step: running.steps,
-                    masked,
-                    changes,
-                });
+                let choice_of =
+                    |row: usize| (lanes[row].request == id).then_some(lanes[row].choice);
+                let update = step_update(event, canvas, self.info, running.steps, choice_of);
+                let _ = running.job.events.send(update);
             }
             running.steps += 1;
             running.forward_passes += passes;

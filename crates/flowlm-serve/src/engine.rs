@@ -224,12 +224,11 @@ impl Engine {
         }
         let settings = sampler_settings(p, defaults, gen_length, info);
         if sampler == "llada" {
-            let plan = flowlm::sampler::LladaSampler {
-                steps: settings.steps,
-                block_length: settings.block_length,
-                ..Default::default()
-            };
-            plan.plan(gen_length).map_err(|e| invalid_setting(p, e))?;
+            // build_sampler cannot check the blocks: they depend on the answer's length.
+            settings
+                .llada()
+                .plan(gen_length)
+                .map_err(|e| invalid_setting(p, e))?;
         }
         build_sampler(
             &sampler,
@@ -511,12 +510,33 @@ pub(crate) fn final_text_delta(
     None
 }
 
-/// One step change as the page draws it; `index` is the request's choice.
-pub(crate) fn canvas_change(
-    change: &flowlm::sampler::Change,
-    index: usize,
+/// A request's part of a step: the changes to its rows and the masks they still hold.
+/// `choice_of` gives a canvas row's choice index when the row is the request's.
+pub(crate) fn step_update(
+    event: &flowlm::sampler::StepEvent,
+    canvas: &flowlm::canvas::Canvas,
     info: &ModelInfo,
-) -> CanvasChange {
+    step: usize,
+    choice_of: impl Fn(usize) -> Option<usize>,
+) -> JobEvent {
+    let changes = event
+        .changes
+        .iter()
+        .filter_map(|c| choice_of(c.row).map(|index| canvas_change(c, index, info)))
+        .collect();
+    let masked = (0..canvas.batch())
+        .filter(|&row| choice_of(row).is_some())
+        .map(|row| canvas.masked_count(row))
+        .sum();
+    JobEvent::Step {
+        step,
+        masked,
+        changes,
+    }
+}
+
+/// One step change as the page draws it; `index` is the request's choice.
+fn canvas_change(change: &flowlm::sampler::Change, index: usize, info: &ModelInfo) -> CanvasChange {
     CanvasChange {
         index,
         position: change.position,

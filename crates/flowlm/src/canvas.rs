@@ -29,23 +29,42 @@ impl Canvas {
         mask_id: u32,
         pad_id: u32,
     ) -> Result<Self> {
+        Self::with_responses(prompts, &vec![response; prompts.len()], mask_id, pad_id)
+    }
+
+    /// Each of `prompts` followed by its own `responses` slots (all of one length), as the rows
+    /// of a running decode stand.
+    pub fn with_responses<P: AsRef<[u32]>, R: AsRef<[u32]>>(
+        prompts: &[P],
+        responses: &[R],
+        mask_id: u32,
+        pad_id: u32,
+    ) -> Result<Self> {
         if prompts.is_empty() {
             return Err(FlowError::argument(
                 "prompt",
                 "at least one prompt is needed",
             ));
         }
-        if response.is_empty() {
+        let length = responses.first().map_or(0, |r| r.as_ref().len());
+        if length == 0 {
             return Err(FlowError::argument("--gen-length", "must be at least 1"));
         }
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if responses.len() != prompts.len() || responses.iter().any(|r| r.as_ref().len() != length)
+        {
+            return Err(FlowError::argument(
+                "responses",
+                "one response per prompt, all of one length",
+            ));
+        }
+        let longest = prompts.iter().map(|p| p.as_ref().len()).max().unwrap_or(0);
         let mut rows = Vec::with_capacity(prompts.len());
         let mut padding = Vec::with_capacity(prompts.len());
-        for prompt in prompts {
-            let pad = longest - prompt.len();
+        for (prompt, response) in prompts.iter().zip(responses) {
+            let pad = longest - prompt.as_ref().len();
             let mut row = vec![pad_id; pad];
-            row.extend_from_slice(prompt);
-            row.extend_from_slice(response);
+            row.extend_from_slice(prompt.as_ref());
+            row.extend_from_slice(response.as_ref());
             rows.push(row);
             padding.push(pad);
         }
