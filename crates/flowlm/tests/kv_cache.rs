@@ -145,6 +145,11 @@ fn every_pretrained_family_caches_as_flowlm_does() {
             "dream",
             pretrained("dream-cache", &fixtures.join("dream-tiny")),
         ),
+        // Qwen3's query/key norms and a head_dim apart from hidden / heads.
+        (
+            "a2d-qwen3",
+            pretrained("a2d-qwen3-cache", &fixtures.join("a2d-qwen3-tiny")),
+        ),
         // Sliding-window layers of +-4 columns: the window pass must place its queries.
         (
             "modernbert",

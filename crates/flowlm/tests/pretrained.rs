@@ -186,24 +186,34 @@ fn llada_family_reproduces_the_same_network_under_llada_names() {
     }
 }
 
-/// Checks a family against logits transformers computed for a left-padded batch on a small
-/// random checkpoint it saved (`tests/fixtures/NAME`, written by `benches/*_fixture.py`).
-fn check_fixture(name: &str) {
+/// A scratch copy of `tests/fixtures/NAME` (a small random checkpoint transformers saved, by
+/// `benches/*_fixture*.py`) with `edit` applied to its `config.json`.
+fn fixture_copy(name: &str, edit: impl Fn(String) -> String) -> (PathBuf, PathBuf) {
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
     let dir = common::scratch(name);
-    for file in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
-    }
+    std::fs::copy(
+        fixture.join("model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(fixture.join("config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), edit(config)).unwrap();
     // Any tokenizer whose mask id is inside the 128-token vocabulary serves for logits.
     std::fs::copy(
         bert_tiny().join("tokenizer.json"),
         dir.join("tokenizer.json"),
     )
     .unwrap();
-    let model = OpenedModel::open(&dir, &Device::flex()).unwrap();
+    (fixture, dir)
+}
 
+/// The largest deviation `|a - e| / (1 + |e|)` of a family's logits from those transformers
+/// computed for the fixture's left-padded batch, with `edit` applied to the config first.
+fn fixture_deviation(name: &str, edit: impl Fn(String) -> String) -> f32 {
+    let (fixture, dir) = fixture_copy(name, edit);
+    let model = OpenedModel::open(&dir, &Device::flex()).unwrap();
     let expected: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixture.join("expected_logits.json")).unwrap(),
     )
@@ -225,16 +235,24 @@ fn check_fixture(name: &str) {
         canvas.rows[row][width - 1] = ids[width - 1];
     }
     let actual = model.denoiser.logits(&canvas, None).unwrap();
+    let mut worst = 0f32;
     for (row, &pad) in padding.iter().enumerate() {
         for (slot, reference) in logits[row].iter().enumerate().skip(pad) {
             for (a, e) in actual.at(row, slot).iter().zip(reference) {
-                assert!(
-                    (a - e).abs() <= 1e-3 * (1.0 + e.abs()),
-                    "{name} row {row} slot {slot}: {a} vs transformers {e}"
-                );
+                worst = worst.max((a - e).abs() / (1.0 + e.abs()));
             }
         }
     }
+    worst
+}
+
+/// Checks a family against the logits transformers computed on its fixture.
+fn check_fixture(name: &str) {
+    let deviation = fixture_deviation(name, |config| config);
+    assert!(
+        deviation <= 1e-3,
+        "{name}: logits {deviation} from transformers'"
+    );
 }
 
 /// ModernBERT: 4 layers (full, sliding, sliding, full) and a window of +-4, so the sliding
@@ -248,4 +266,52 @@ fn modernbert_logits_match_transformers() {
 #[test]
 fn dream_logits_match_transformers_qwen2() {
     check_fixture("dream-tiny");
+}
+
+/// A2D Llama: head_dim 12 (not hidden / heads), attention and MLP biases, tied head, llama3 RoPE
+/// scaling.
+#[test]
+fn a2d_llama_logits_match_transformers() {
+    check_fixture("a2d-llama-tiny");
+    // The fixture's positions reach the scaled frequencies: without the rule the logits differ.
+    let unscaled = fixture_deviation("a2d-llama-tiny", |config| {
+        config.replace("\"llama3\"", "\"default\"")
+    });
+    assert!(
+        unscaled > 1e-2,
+        "llama3 scaling left the logits unchanged ({unscaled})"
+    );
+}
+
+/// A2D Qwen2: query/key/value biases, untied head.
+#[test]
+fn a2d_qwen2_logits_match_transformers() {
+    check_fixture("a2d-qwen2-tiny");
+}
+
+/// A2D Qwen3: per-head query/key RMSNorms, head_dim 12, tied head.
+#[test]
+fn a2d_qwen3_logits_match_transformers() {
+    check_fixture("a2d-qwen3-tiny");
+}
+
+/// RoPE rules FlowLM does not run, and activations other than SiLU, are refused by name.
+#[test]
+fn unsupported_decoder_settings_are_named() {
+    let open = |edit: &dyn Fn(String) -> String| {
+        let (_, dir) = fixture_copy("a2d-llama-tiny", edit);
+        open_error(&dir)
+    };
+    let error = open(&|config| config.replace("\"llama3\"", "\"yarn\""));
+    assert!(
+        error.contains("rope_type") && error.contains("yarn"),
+        "{error}"
+    );
+    let error = open(&|config| config.replace("\"low_freq_factor\"", "\"unknown\""));
+    assert!(error.contains("low_freq_factor"), "{error}");
+    let error = open(&|config| config.replace("\"silu\"", "\"gelu\""));
+    assert!(
+        error.contains("hidden_act") && error.contains("gelu"),
+        "{error}"
+    );
 }

@@ -163,8 +163,10 @@ impl RmsNorm {
         })
     }
 
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mean_square = x.clone().powi_scalar(2).mean_dim(2);
+    /// Normalises the last dimension (the hidden width, or a head's width for Qwen3's
+    /// per-head query/key norms).
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let mean_square = x.clone().powi_scalar(2).mean_dim(D - 1);
         x / (mean_square + self.epsilon).sqrt() * self.weight.clone().unsqueeze()
     }
 }
@@ -177,11 +179,18 @@ pub struct RotaryTables {
 
 impl RotaryTables {
     pub fn new(head_size: usize, length: usize, theta: f64, device: &Device) -> Self {
-        let half = head_size / 2;
+        Self::from_frequencies(&rotary_frequencies(head_size, theta), length, device)
+    }
+
+    /// Tables for `length` positions from a head's `head_size / 2` angular frequencies (as a
+    /// RoPE scaling rule rewrote them).
+    pub fn from_frequencies(frequencies: &[f64], length: usize, device: &Device) -> Self {
+        let head_size = 2 * frequencies.len();
         let mut angles = Vec::with_capacity(length * head_size);
         for position in 0..length {
-            let row: Vec<f32> = (0..half)
-                .map(|i| (position as f64 / theta.powf(2.0 * i as f64 / head_size as f64)) as f32)
+            let row: Vec<f32> = frequencies
+                .iter()
+                .map(|frequency| (position as f64 * frequency) as f32)
                 .collect();
             angles.extend_from_slice(&row);
             angles.extend_from_slice(&row);
@@ -217,30 +226,47 @@ impl RotaryTables {
     }
 }
 
+/// The standard rotary frequencies `theta^(-2i / head_size)`, `i < head_size / 2`.
+pub fn rotary_frequencies(head_size: usize, theta: f64) -> Vec<f64> {
+    (0..head_size / 2)
+        .map(|i| theta.powf(-2.0 * i as f64 / head_size as f64))
+        .collect()
+}
+
 /// Head counts of a rotary attention layer and the config keys that set them (for errors).
 pub struct HeadShape<'a> {
     pub hidden: usize,
     pub heads: usize,
     pub kv_heads: usize,
+    /// A head's width when the config sets it (`head_dim`); else `hidden / heads`.
+    pub head_size: Option<usize>,
     /// Config keys of hidden size, heads and key/value heads, as the family's config names them.
     pub keys: [&'a str; 3],
 }
 
 impl HeadShape<'_> {
-    /// Positive counts, heads dividing the width, an even head size (rotary), and key/value heads
-    /// dividing the query heads.
+    /// A head's width (after [`HeadShape::validate`]).
+    pub fn size(&self) -> usize {
+        self.head_size.unwrap_or(self.hidden / self.heads.max(1))
+    }
+
+    /// Positive counts, heads dividing the width (unless `head_dim` sets a head's width), an
+    /// even head size (rotary), and key/value heads dividing the query heads.
     pub fn validate(&self) -> Result<()> {
         let [hidden_key, heads_key, kv_key] = self.keys;
         let invalid = |message: String| crate::error::FlowError::config("config.json", message);
         let (hidden, heads, kv) = (self.hidden, self.heads, self.kv_heads);
-        if heads == 0 || hidden == 0 || !hidden.is_multiple_of(heads) {
+        let divides = self.head_size.is_some() || hidden.is_multiple_of(heads.max(1));
+        if heads == 0 || hidden == 0 || !divides {
             return Err(invalid(format!(
                 "{hidden_key} {hidden} must be a positive multiple of {heads_key} {heads}"
             )));
         }
-        if !(hidden / heads).is_multiple_of(2) {
+        if self.size() == 0 || !self.size().is_multiple_of(2) {
             return Err(invalid(format!(
-                "the head size {hidden_key} / {heads_key} must be even (rotary)"
+                "the head size ({}) must be positive and even (rotary)",
+                self.head_size
+                    .map_or(format!("{hidden_key} / {heads_key}"), |_| "head_dim".into())
             )));
         }
         if kv == 0 || !heads.is_multiple_of(kv) {
@@ -256,11 +282,31 @@ impl HeadShape<'_> {
 /// attention norm, query, key, value, attention output, feed-forward norm, gate, up, down.
 pub type GatedBlockNames = [&'static str; 9];
 
+/// Which of a [`GatedBlock`]'s linears carry biases.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Biases {
+    pub query_key_value: bool,
+    pub attention_output: bool,
+    pub feed_forward: bool,
+}
+
+/// Everything but the weights that shapes a [`GatedBlock`].
+pub struct GatedBlockLayout<'a> {
+    pub names: &'a GatedBlockNames,
+    pub shape: HeadShape<'a>,
+    pub feed_forward: usize,
+    pub epsilon: f64,
+    pub biases: Biases,
+    /// Names of per-head RMSNorms on queries and keys before rotary (Qwen3's `q_norm`/`k_norm`).
+    pub query_key_norms: Option<[&'a str; 2]>,
+}
+
 /// A LLaMA-style block: RMSNorm, rotary grouped-query attention, RMSNorm, SwiGLU
-/// (`down(silu(gate x) * up x)`), both with residuals. LLaDA and Dream differ only in names
-/// and biases.
+/// (`down(silu(gate x) * up x)`), both with residuals. LLaDA, Dream, Llama, Qwen2 and Qwen3
+/// differ only in names, biases, head width and Qwen3's query/key norms.
 pub struct GatedBlock {
     attention_norm: RmsNorm,
+    query_key_norms: Option<[RmsNorm; 2]>,
     query: Linear,
     key: Linear,
     value: Linear,
@@ -274,34 +320,44 @@ pub struct GatedBlock {
 }
 
 impl GatedBlock {
-    /// `qkv_bias` for the query/key/value projections, `bias` for the other linears.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         weights: &Weights,
         prefix: &str,
-        names: &GatedBlockNames,
-        shape: &HeadShape,
-        feed_forward: usize,
-        epsilon: f64,
-        (qkv_bias, bias): (bool, bool),
+        layout: &GatedBlockLayout,
         device: &Device,
     ) -> Result<Self> {
-        let h = shape.hidden;
-        let kv = shape.kv_heads * (h / shape.heads);
-        let name = |i: usize| format!("{prefix}.{}", names[i]);
+        let (shape, biases) = (&layout.shape, layout.biases);
+        let (h, size) = (shape.hidden, shape.size());
+        let (attended, kv) = (shape.heads * size, shape.kv_heads * size);
+        let name = |i: usize| format!("{prefix}.{}", layout.names[i]);
         let linear = |i: usize, inputs, outputs, bias| {
             Linear::new(weights, &name(i), inputs, outputs, bias, device)
         };
+        let norm = |name: &str, size| {
+            RmsNorm::new(
+                weights,
+                &format!("{prefix}.{name}"),
+                size,
+                layout.epsilon,
+                device,
+            )
+        };
+        let query_key_norms = layout
+            .query_key_norms
+            .map(|[q, k]| Ok::<_, crate::error::FlowError>([norm(q, size)?, norm(k, size)?]))
+            .transpose()?;
+        let feed_forward = layout.feed_forward;
         Ok(Self {
-            attention_norm: RmsNorm::new(weights, &name(0), h, epsilon, device)?,
-            query: linear(1, h, h, qkv_bias)?,
-            key: linear(2, h, kv, qkv_bias)?,
-            value: linear(3, h, kv, qkv_bias)?,
-            output: linear(4, h, h, bias)?,
-            feed_forward_norm: RmsNorm::new(weights, &name(5), h, epsilon, device)?,
-            gate: linear(6, h, feed_forward, bias)?,
-            up: linear(7, h, feed_forward, bias)?,
-            down: linear(8, feed_forward, h, bias)?,
+            attention_norm: norm(layout.names[0], h)?,
+            query_key_norms,
+            query: linear(1, h, attended, biases.query_key_value)?,
+            key: linear(2, h, kv, biases.query_key_value)?,
+            value: linear(3, h, kv, biases.query_key_value)?,
+            output: linear(4, attended, h, biases.attention_output)?,
+            feed_forward_norm: norm(layout.names[5], h)?,
+            gate: linear(6, h, feed_forward, biases.feed_forward)?,
+            up: linear(7, h, feed_forward, biases.feed_forward)?,
+            down: linear(8, feed_forward, h, biases.feed_forward)?,
             heads: shape.heads,
             kv_heads: shape.kv_heads,
         })
@@ -318,10 +374,17 @@ impl GatedBlock {
         cache: Option<(&CachePass, usize)>,
     ) -> (Tensor<3>, KvPair) {
         let h = self.attention_norm.forward(x.clone());
-        let rotate = |t: Tensor<3>, heads| rotary.apply(split_heads(t, heads), positions.clone());
-        let q = rotate(self.query.forward(h.clone()), self.heads);
+        let rotate = |t: Tensor<3>, heads, norm: usize| {
+            let t = split_heads(t, heads);
+            let t = match &self.query_key_norms {
+                Some(norms) => norms[norm].forward(t),
+                None => t,
+            };
+            rotary.apply(t, positions.clone())
+        };
+        let q = rotate(self.query.forward(h.clone()), self.heads, 0);
         let fresh = KvPair {
-            keys: rotate(self.key.forward(h.clone()), self.kv_heads),
+            keys: rotate(self.key.forward(h.clone()), self.kv_heads, 1),
             values: split_heads(self.value.forward(h), self.kv_heads),
         };
         let kv = match cache {

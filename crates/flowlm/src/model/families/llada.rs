@@ -6,7 +6,8 @@
 //! `weight_tying`. The mask id comes from `config.json` (126336 in the 8B models).
 
 use super::layers::{
-    GatedBlock, GatedBlockNames, HeadShape, RmsNorm, RotaryTables, project, run_gated_blocks,
+    Biases, GatedBlock, GatedBlockLayout, GatedBlockNames, HeadShape, RmsNorm, RotaryTables,
+    project, run_gated_blocks,
 };
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache};
@@ -69,6 +70,7 @@ impl LladaConfig {
             hidden: self.d_model,
             heads: self.n_heads,
             kv_heads: self.kv_heads(),
+            head_size: None,
             keys: ["d_model", "n_heads", "n_kv_heads"],
         }
     }
@@ -118,18 +120,22 @@ impl LladaModel {
         };
         let feed_forward = config.mlp_hidden_size.unwrap_or(config.mlp_ratio * d);
         let bias = config.include_bias;
+        let layout = GatedBlockLayout {
+            names: &BLOCK_NAMES,
+            shape: config.heads(),
+            feed_forward,
+            epsilon: config.rms_norm_eps,
+            biases: Biases {
+                query_key_value: bias,
+                attention_output: bias,
+                feed_forward: bias,
+            },
+            query_key_norms: None,
+        };
         let blocks = (0..config.n_layers)
             .map(|n| {
-                GatedBlock::new(
-                    weights,
-                    &format!("model.transformer.blocks.{n}"),
-                    &BLOCK_NAMES,
-                    &config.heads(),
-                    feed_forward,
-                    config.rms_norm_eps,
-                    (bias, bias),
-                    device,
-                )
+                let prefix = format!("model.transformer.blocks.{n}");
+                GatedBlock::new(weights, &prefix, &layout, device)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {

@@ -2,6 +2,7 @@
 //! (`config.json`, safetensors weights, `tokenizer.json`) and decoded as masked diffusion
 //! models. One file per family; adding one is that file plus one line in [`FAMILIES`].
 
+pub mod a2d;
 pub mod bert;
 pub mod dream;
 mod layers;
@@ -67,6 +68,21 @@ pub const FAMILIES: &[Family] = &[
         model_type: "llada",
         starts_with_bos: false,
         load: llada::load,
+    },
+    Family {
+        model_type: "a2d-llama",
+        starts_with_bos: false,
+        load: a2d::load_llama,
+    },
+    Family {
+        model_type: "a2d-qwen2",
+        starts_with_bos: false,
+        load: a2d::load_qwen2,
+    },
+    Family {
+        model_type: "a2d-qwen3",
+        starts_with_bos: false,
+        load: a2d::load_qwen3,
     },
 ];
 

@@ -111,6 +111,7 @@ impl ModernBertConfig {
             hidden: self.hidden_size,
             heads: self.num_attention_heads,
             kv_heads: self.num_attention_heads,
+            head_size: None,
             keys: ["hidden_size", "num_attention_heads", "num_attention_heads"],
         }
         .validate()?;

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Regenerates the decoder-family fixtures under crates/flowlm/tests/fixtures: small random
+Llama, Qwen2 and Qwen3 networks saved by transformers under the A2D model types of the dllm
+project ("a2d-llama", "a2d-qwen2", "a2d-qwen3") and under Dream's, with the logits each
+computes for a left-padded batch through transformers' own modeling code and a bidirectional
+4-D attention mask (all zeros, -inf on padding), which is what the A2D modeling files pass.
+Dream's logits are then shifted right by one slot, as its generation_utils.py does.
+`tests/pretrained.rs` checks FlowLM against them.
+
+The shapes exercise what sets the architectures apart: an explicit head_dim that is not
+hidden / heads, grouped-query heads, Llama's attention and MLP biases with llama3 RoPE scaling
+(a short original context, so every frequency regime occurs), Qwen3's query/key norms, tied and
+untied output heads.
+
+    python3 -m pip install torch transformers     # developer tools, never FlowLM dependencies
+    python3 benches/decoder_fixtures.py
+"""
+
+import json
+import os
+import sys
+
+ROOT = "crates/flowlm/tests/fixtures"
+IDS = [[0, 0, 0, 5, 17, 103, 9, 33, 2, 103, 60],
+       [7, 19, 103, 44, 3, 88, 103, 21, 6, 103, 50]]
+PADDING = [3, 0]
+SHAPE = dict(vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+             rms_norm_eps=1e-6)
+
+
+def cases(transformers):
+    llama3 = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 4.0, "low_freq_factor": 1.0,
+              "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+    return [
+        # name, model_type, architectures, config, shift, extra config keys
+        ("a2d-llama-tiny", "a2d-llama", ["A2DLlamaLMHeadModel"],
+         transformers.LlamaConfig(**SHAPE, head_dim=12, attention_bias=True, mlp_bias=True,
+                                  rope_parameters=llama3, tie_word_embeddings=True), False, {}),
+        ("a2d-qwen2-tiny", "a2d-qwen2", ["A2DQwen2LMHeadModel"],
+         transformers.Qwen2Config(**SHAPE, tie_word_embeddings=False), False, {}),
+        ("a2d-qwen3-tiny", "a2d-qwen3", ["A2DQwen3LMHeadModel"],
+         transformers.Qwen3Config(**SHAPE, head_dim=12, tie_word_embeddings=True,
+                                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}),
+         False, {}),
+        ("dream-tiny", "Dream", ["DreamModel"],
+         transformers.Qwen2Config(**SHAPE, rope_theta=1000000.0, tie_word_embeddings=False),
+         True, {"mask_token_id": 103}),
+    ]
+
+
+def write_fixture(torch, transformers, name, model_type, architectures, config, shift, extra):
+    out = f"{ROOT}/{name}"
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for parameter_name, parameter in model.named_parameters():
+            is_scale = "norm" in parameter_name
+            parameter.copy_(torch.randn_like(parameter) * (0.3 if is_scale else 0.5)
+                            + (1.0 if is_scale else 0.0))
+    model.config._attn_implementation = "eager"
+    model.save_pretrained(out, safe_serialization=True)
+    generation = f"{out}/generation_config.json"
+    if os.path.exists(generation):
+        os.remove(generation)  # autoregressive settings a diffusion decoder does not use
+    with open(f"{out}/config.json") as f:
+        saved = json.load(f)
+    saved.update({"model_type": model_type, "architectures": architectures, **extra})
+    with open(f"{out}/config.json", "w") as f:
+        json.dump(saved, f, indent=2)
+    ids = torch.tensor(IDS)
+    width = ids.shape[1]
+    mask = torch.zeros(len(IDS), 1, width, width)
+    for row, pad in enumerate(PADDING):
+        mask[row, :, :, :pad] = float("-inf")
+    positions = torch.tensor([[0] * pad + list(range(width - pad)) for pad in PADDING])
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    if shift:
+        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+    rounded = [[[round(v, 5) for v in slot] for slot in row] for row in logits.tolist()]
+    with open(f"{out}/expected_logits.json", "w") as f:
+        json.dump({"ids": IDS, "padding": PADDING, "logits": rounded}, f)
+    print(f"wrote {out}")
+
+
+def main():
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        sys.exit("needs torch and transformers: python3 -m pip install torch transformers")
+    for case in cases(transformers):
+        write_fixture(torch, transformers, *case)
+
+
+if __name__ == "__main__":
+    main()
