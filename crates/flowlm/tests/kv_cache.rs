@@ -150,6 +150,11 @@ fn every_pretrained_family_caches_as_flowlm_does() {
             "a2d-qwen3",
             pretrained("a2d-qwen3-cache", &fixtures.join("a2d-qwen3-tiny")),
         ),
+        // adaLN blocks with one packed query/key/value matrix.
+        (
+            "mdlm",
+            pretrained("mdlm-cache", &fixtures.join("mdlm-tiny")),
+        ),
         // Sliding-window layers of +-4 columns: the window pass must place its queries.
         (
             "modernbert",

@@ -315,3 +315,18 @@ fn unsupported_decoder_settings_are_named() {
         "{error}"
     );
 }
+
+/// MDLM: the DiT of the MDLM repository (adaLN blocks, packed q/k/v, tanh GELU, modulated output
+/// layer), at sigma = 0 as its published checkpoints run.
+#[test]
+fn mdlm_logits_match_the_reference_dit() {
+    check_fixture("mdlm-tiny");
+    let (_, dir) = fixture_copy("mdlm-tiny", |config| {
+        config.replace(
+            "\"time_conditioning\": false",
+            "\"time_conditioning\": true",
+        )
+    });
+    let error = open_error(&dir);
+    assert!(error.contains("time_conditioning"), "{error}");
+}

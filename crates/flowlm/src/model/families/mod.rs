@@ -7,6 +7,7 @@ pub mod bert;
 pub mod dream;
 mod layers;
 pub mod llada;
+pub mod mdlm;
 pub mod modernbert;
 
 use crate::canvas::Canvas;
@@ -68,6 +69,11 @@ pub const FAMILIES: &[Family] = &[
         model_type: "llada",
         starts_with_bos: false,
         load: llada::load,
+    },
+    Family {
+        model_type: "mdlm",
+        starts_with_bos: false,
+        load: mdlm::load,
     },
     Family {
         model_type: "a2d-llama",

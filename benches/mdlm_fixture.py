@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Regenerates crates/flowlm/tests/fixtures/mdlm-tiny: a small random MDLM diffusion
+transformer built by the MDLM repository's own `models/dit.py` (kuleshov-group/mdlm), saved as
+the published `kuleshov-group/mdlm-owt` checkpoint lays it out (`backbone.*` names, MDLMConfig
+keys, `model_type` "mdlm"), and the logits that DiT computes at sigma = 0 (an unconditioned
+checkpoint). `tests/pretrained.rs::mdlm_logits_match_the_reference_dit` checks FlowLM against
+them.
+
+dit.py needs flash-attn, which has no CPU build: this script stands in two of its functions
+with their documented semantics (rotate-half rotary on q and k; full non-causal attention over
+each packed sequence). Everything else — the adaLN blocks, the time embedding, the output layer —
+runs as the repository wrote it.
+
+    python3 -m pip install torch einops omegaconf huggingface_hub   # developer tools only
+    git clone https://github.com/kuleshov-group/mdlm /tmp/mdlm
+    python3 benches/mdlm_fixture.py --mdlm-repo /tmp/mdlm
+"""
+
+import argparse
+import json
+import os
+import sys
+import types
+
+OUT = "crates/flowlm/tests/fixtures/mdlm-tiny"
+IDS = [[5, 17, 127, 9, 33, 2, 127, 60, 12, 127, 41],
+       [7, 19, 127, 44, 3, 88, 127, 21, 6, 127, 50]]
+CONFIG = dict(vocab_size=128, model_length=64, hidden_dim=32, cond_dim=16, n_blocks=2,
+              n_heads=4, dropout=0.0, time_conditioning=False)
+
+
+def stand_in_flash_attn(torch):
+    """flash_attn's rotary and varlen attention, as their docstrings define them."""
+    def rotate_half(x):
+        half = x.shape[-1] // 2
+        return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+    def apply_rotary_emb_qkv_(qkv, cos, sin):
+        # qkv (b, s, 3, h, d); cos/sin (s, d/2), non-interleaved: rotates q and k in place.
+        cos = torch.cat((cos, cos), dim=-1)[None, :, None, :]
+        sin = torch.cat((sin, sin), dim=-1)[None, :, None, :]
+        for i in (0, 1):
+            part = qkv[:, :, i]
+            qkv[:, :, i] = part * cos + rotate_half(part) * sin
+        return qkv
+
+    def flash_attn_varlen_qkvpacked_func(qkv, cu_seqlens, max_seqlen, dropout_p, causal=False):
+        outputs = []
+        for start, end in zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()):
+            q, k, v = (qkv[start:end, i].transpose(0, 1) for i in range(3))  # (h, s, d)
+            attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            outputs.append(attended.transpose(0, 1))
+        return torch.cat(outputs, dim=0)
+
+    flash_attn = types.ModuleType("flash_attn")
+    layers = types.ModuleType("flash_attn.layers")
+    rotary = types.ModuleType("flash_attn.layers.rotary")
+    interface = types.ModuleType("flash_attn.flash_attn_interface")
+    rotary.apply_rotary_emb_qkv_ = apply_rotary_emb_qkv_
+    interface.flash_attn_varlen_qkvpacked_func = flash_attn_varlen_qkvpacked_func
+    flash_attn.layers, layers.rotary = layers, rotary
+    flash_attn.flash_attn_interface = interface
+    sys.modules.update({"flash_attn": flash_attn, "flash_attn.layers": layers,
+                        "flash_attn.layers.rotary": rotary,
+                        "flash_attn.flash_attn_interface": interface})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mdlm-repo", required=True, help="a checkout of kuleshov-group/mdlm")
+    args = parser.parse_args()
+    try:
+        import torch
+        from safetensors.torch import save_file
+    except ImportError:
+        sys.exit("needs torch, safetensors, einops, omegaconf and huggingface_hub (pip install ...)")
+    stand_in_flash_attn(torch)
+    # dit.py alone: the package's __init__ also imports the Mamba backbones.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("dit", os.path.join(args.mdlm_repo, "models/dit.py"))
+    dit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dit)
+    DIT = dit.DIT
+
+    torch.manual_seed(0)
+    model_config = {"model": {"hidden_size": CONFIG["hidden_dim"], "cond_dim": CONFIG["cond_dim"],
+                              "n_heads": CONFIG["n_heads"], "n_blocks": CONFIG["n_blocks"],
+                              "dropout": 0.0, "scale_by_sigma": False}}
+    model = DIT(model_config, vocab_size=CONFIG["vocab_size"]).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            is_scale = "norm" in name
+            parameter.copy_(torch.randn_like(parameter) * (0.3 if is_scale else 0.5)
+                            + (1.0 if is_scale else 0.0))
+    os.makedirs(OUT, exist_ok=True)
+    state = {f"backbone.{name}": tensor.contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, f"{OUT}/model.safetensors", metadata={"format": "pt"})
+    with open(f"{OUT}/config.json", "w") as f:
+        json.dump({"architectures": ["MDLM"], "model_type": "mdlm", **CONFIG}, f, indent=2)
+    ids = torch.tensor(IDS)
+    with torch.no_grad():
+        logits = model(ids, torch.zeros(len(IDS)))
+    rounded = [[[round(v, 5) for v in slot] for slot in row] for row in logits.float().tolist()]
+    with open(f"{OUT}/expected_logits.json", "w") as f:
+        json.dump({"ids": IDS, "padding": [0] * len(IDS), "logits": rounded}, f)
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
