@@ -330,3 +330,102 @@ fn mdlm_logits_match_the_reference_dit() {
     let error = open_error(&dir);
     assert!(error.contains("time_conditioning"), "{error}");
 }
+
+/// LLaDA: the published `modeling_llada.py` (Fast-dLLM's copy) on a random checkpoint it saved.
+#[test]
+fn llada_logits_match_the_published_modeling_file() {
+    check_fixture("llada-tiny");
+}
+
+/// The LLaDA sampler, with each cache mode and with the step schedule and the threshold rule,
+/// writes the answers Fast-dLLM's `llada/generate.py` (`generate`, `generate_with_prefix_cache`,
+/// `generate_with_dual_cache`) wrote at temperature 0 on the same weights, token for token. The
+/// cached references run one more forward pass per block than FlowLM when a block's first step
+/// fills it (their loop computes before it checks), so FlowLM's count is at most theirs and
+/// equal without a cache.
+#[test]
+fn llada_sampler_matches_fast_dllm_generate_in_every_mode() {
+    use flowlm::model::kv_cache::CacheMode;
+    use flowlm::sampler::{LladaSampler, ParallelRule, Sampler};
+    let (fixture, dir) = fixture_copy("llada-tiny", |config| config);
+    let model = OpenedModel::open(&dir, &Device::flex()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("expected_samples.json")).unwrap(),
+    )
+    .unwrap();
+    let number = |key: &str| expected[key].as_u64().unwrap() as usize;
+    let prompt: Vec<u32> = serde_json::from_value(expected["prompt"].clone()).unwrap();
+    assert_eq!(model.metadata.mask_token_id as usize, number("mask"));
+    let samples = expected["samples"].as_array().unwrap();
+    assert_eq!(
+        samples.len(),
+        6,
+        "every cache mode with and without the threshold"
+    );
+    for sample in samples {
+        let cache = match sample["cache"].as_str().unwrap() {
+            "none" => CacheMode::None,
+            "prefix" => CacheMode::Prefix,
+            _ => CacheMode::Dual,
+        };
+        let parallel = sample["threshold"]
+            .as_f64()
+            .map_or(ParallelRule::Schedule, ParallelRule::Threshold);
+        let sampler = LladaSampler {
+            steps: number("steps"),
+            block_length: number("block_length"),
+            parallel,
+            cache,
+            ..Default::default()
+        };
+        let mut canvas = Canvas::new(
+            std::slice::from_ref(&prompt),
+            number("gen_length"),
+            model.metadata.mask_token_id,
+            model.metadata.pad_token_id,
+        )
+        .unwrap();
+        let report = sampler
+            .run(
+                &*model.denoiser,
+                &mut canvas,
+                &mut flowlm::random::rng_for(0, 0),
+                &mut |_, _| {},
+            )
+            .unwrap();
+        let answer: Vec<u32> = serde_json::from_value(sample["answer"].clone()).unwrap();
+        let reference_passes = sample["forward_passes"].as_u64().unwrap() as usize;
+        assert_eq!(
+            canvas.rows[0][prompt.len()..],
+            answer[..],
+            "{cache:?} {parallel:?}: FlowLM's answer differs from Fast-dLLM's"
+        );
+        assert!(
+            report.forward_passes <= reference_passes
+                && (cache != CacheMode::None || report.forward_passes == reference_passes),
+            "{cache:?} {parallel:?}: {} forward passes, the reference {reference_passes}",
+            report.forward_passes
+        );
+    }
+}
+
+/// A LLaDA config whose architecture switches FlowLM does not implement is refused by name.
+#[test]
+fn llada_switches_flowlm_does_not_run_are_named() {
+    for (from, to, key) in [
+        (
+            "\"block_type\": \"llama\"",
+            "\"block_type\": \"sequential\"",
+            "block_type",
+        ),
+        ("\"rope\": true", "\"rope\": false", "rope"),
+        ("\"alibi\": false", "\"alibi\": true", "alibi"),
+    ] {
+        let (_, dir) = fixture_copy("llada-tiny", |config| {
+            assert!(config.contains(from), "the fixture's config has {from}");
+            config.replace(from, to)
+        });
+        let error = open_error(&dir);
+        assert!(error.contains(key), "{key}: {error}");
+    }
+}

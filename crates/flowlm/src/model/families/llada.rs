@@ -42,6 +42,26 @@ pub struct LladaConfig {
     pub include_bias: bool,
     #[serde(default)]
     pub mask_token_id: Option<u32>,
+    /// Architecture switches of LLaDA's modeling file; FlowLM runs the released models' values
+    /// (see [`LladaConfig::supported`]) and refuses others by name.
+    #[serde(default)]
+    pub block_type: Option<String>,
+    #[serde(default)]
+    pub activation_type: Option<String>,
+    #[serde(default)]
+    pub layer_norm_type: Option<String>,
+    #[serde(default)]
+    pub rope: Option<bool>,
+    #[serde(default)]
+    pub alibi: Option<bool>,
+    #[serde(default)]
+    pub include_qkv_bias: Option<bool>,
+    #[serde(default)]
+    pub attention_layer_norm: Option<bool>,
+    #[serde(default)]
+    pub input_emb_norm: Option<bool>,
+    #[serde(default)]
+    pub scale_logits: Option<bool>,
 }
 
 fn default_mlp_ratio() -> usize {
@@ -75,8 +95,51 @@ impl LladaConfig {
         }
     }
 
+    /// The released checkpoints' architecture switches, which this family implements: a key
+    /// that is absent or holds the listed value passes; any other value is named.
+    fn supported(&self) -> Result<()> {
+        let text = |value: &Option<String>, wanted: &str| {
+            value
+                .as_deref()
+                .filter(|v| *v != wanted)
+                .map(|v| (v.to_string(), wanted.to_string()))
+        };
+        let flag = |value: Option<bool>, wanted: bool| {
+            value
+                .filter(|v| *v != wanted)
+                .map(|v| (v.to_string(), wanted.to_string()))
+        };
+        let checks = [
+            ("block_type", text(&self.block_type, "llama")),
+            ("activation_type", text(&self.activation_type, "silu")),
+            ("layer_norm_type", text(&self.layer_norm_type, "rms")),
+            ("rope", flag(self.rope, true)),
+            ("alibi", flag(self.alibi, false)),
+            ("include_qkv_bias", flag(self.include_qkv_bias, false)),
+            (
+                "attention_layer_norm",
+                flag(self.attention_layer_norm, false),
+            ),
+            ("input_emb_norm", flag(self.input_emb_norm, false)),
+            ("scale_logits", flag(self.scale_logits, false)),
+        ];
+        match checks
+            .into_iter()
+            .find_map(|(key, bad)| bad.map(|b| (key, b)))
+        {
+            Some((key, (value, wanted))) => Err(FlowError::config(
+                format!("config.json {key}"),
+                format!(
+                    "`{value}` is not supported; FlowLM's LLaDA runs `{wanted}` (as the released models)"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         self.heads().validate()?;
+        self.supported()?;
         crate::limits::within(self.max_sequence_length, 1, crate::limits::MAX_SEQUENCE)
             .map_err(|m| FlowError::config("config.json", format!("max_sequence_length {m}")))
     }
