@@ -1,10 +1,11 @@
 //! Checkpoint tensors as the Hub ships them: `model.safetensors`, or the shards that
 //! `model.safetensors.index.json` lists, memory-mapped and read by name. F32, F16 and BF16
-//! tensors become f32 tensors on the device. A missing shard, a missing tensor, a tensor of the
+//! tensors become f32 tensors on the device, except the large matrices ([`Weights::matrix`]),
+//! which keep a 16-bit checkpoint's precision in memory. A missing shard, a missing tensor, a tensor of the
 //! wrong shape or an unsupported dtype is an error that names the tensor and the file.
 
 use crate::error::{FlowError, Result};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorCreationOptions, TensorData};
 use memmap2::Mmap;
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorInfo};
@@ -95,6 +96,32 @@ impl Weights {
         self.tensors.contains_key(name)
     }
 
+    /// The matrix `name` (a linear layer's weight or an embedding table), checked against
+    /// `shape`, in the precision the checkpoint stores it: f16 and bf16 stay 16-bit on the
+    /// device (half the memory: an 8B model in 16 GB), and a product widens it to f32 exactly
+    /// when it reads it ([`crate::model::families`]'s `Matrix`); other dtypes become f32.
+    pub fn matrix(&self, name: &str, shape: [usize; 2], device: &Device) -> Result<Tensor<2>> {
+        let (entry, bytes) = self.entry(name, &shape)?;
+        let options = |dtype| TensorCreationOptions::new(device.clone()).with_dtype(dtype);
+        Ok(match entry.info.dtype {
+            Dtype::F16 => {
+                let values: Vec<half::f16> = bytes
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                Tensor::from_data(TensorData::new(values, shape), options(DType::F16))
+            }
+            Dtype::BF16 => {
+                let values: Vec<half::bf16> = bytes
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                Tensor::from_data(TensorData::new(values, shape), options(DType::BF16))
+            }
+            _ => self.tensor(name, shape, device)?,
+        })
+    }
+
     /// The tensor `name`, checked against `shape`, as f32 on `device`.
     pub fn tensor<const D: usize>(
         &self,
@@ -102,6 +129,34 @@ impl Weights {
         shape: [usize; D],
         device: &Device,
     ) -> Result<Tensor<D>> {
+        let (entry, bytes) = self.entry(name, &shape)?;
+        let values: Vec<f32> = match entry.info.dtype {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(FlowError::Model {
+                    path: self.files[entry.file].0.clone(),
+                    message: format!(
+                        "tensor `{name}` is {other:?}; FlowLM reads F32, F16 and BF16"
+                    ),
+                });
+            }
+        };
+        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    }
+
+    /// The entry of tensor `name` and its bytes, checked against `shape`.
+    fn entry(&self, name: &str, shape: &[usize]) -> Result<(&Entry, &[u8])> {
         let entry = self.tensors.get(name).ok_or_else(|| FlowError::Model {
             path: self.files.first().map(|f| f.0.clone()).unwrap_or_default(),
             message: format!("the checkpoint has no tensor `{name}`"),
@@ -118,29 +173,9 @@ impl Weights {
             });
         }
         let (begin, end) = info.data_offsets;
-        let bytes = &map[entry.data_start + begin..entry.data_start + end];
-        let values: Vec<f32> = match info.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(FlowError::Model {
-                    path: path.clone(),
-                    message: format!(
-                        "tensor `{name}` is {other:?}; FlowLM reads F32, F16 and BF16"
-                    ),
-                });
-            }
-        };
-        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+        Ok((
+            entry,
+            &map[entry.data_start + begin..entry.data_start + end],
+        ))
     }
 }

@@ -13,8 +13,8 @@
 //! "llama3" are applied to the frequencies once; other scaling rules are refused by name.
 
 use super::layers::{
-    Biases, GatedBlock, GatedBlockLayout, GatedBlockNames, HeadShape, RmsNorm, RotaryTables,
-    project, rotary_frequencies, run_gated_blocks,
+    Biases, GatedBlock, GatedBlockLayout, GatedBlockNames, HeadShape, Matrix, RmsNorm,
+    RotaryTables, rotary_frequencies, run_gated_blocks,
 };
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache};
@@ -207,11 +207,12 @@ const LAYER_NAMES: GatedBlockNames = [
 /// A decoder run bidirectionally: logits `[B, C, vocab]` of the columns a pass computes.
 pub struct DecoderModel {
     pub config: DecoderConfig,
-    embeddings: Tensor<2>,
+    /// `[vocab, hidden]`.
+    embeddings: Matrix,
     layers: Vec<GatedBlock>,
     final_norm: RmsNorm,
-    /// `[hidden, vocab]`: `lm_head` transposed once, or the tied embeddings.
-    head: Tensor<2>,
+    /// `lm_head` `[vocab, hidden]`, or the tied embeddings.
+    head: Matrix,
     rotary: RotaryTables,
 }
 
@@ -224,14 +225,12 @@ impl DecoderModel {
     ) -> Result<Self> {
         config.validate()?;
         let (h, v) = (config.hidden_size, config.vocab_size);
-        let embeddings = weights.tensor("model.embed_tokens.weight", [v, h], device)?;
+        let embeddings = Matrix::load(weights, "model.embed_tokens.weight", [v, h], device)?;
         let tied = config.tie_word_embeddings.unwrap_or(true);
         let head = if tied && !weights.contains("lm_head.weight") {
-            embeddings.clone().transpose()
+            embeddings.clone()
         } else {
-            weights
-                .tensor("lm_head.weight", [v, h], device)?
-                .transpose()
+            Matrix::load(weights, "lm_head.weight", [v, h], device)?
         };
         let layout = GatedBlockLayout {
             names: &LAYER_NAMES,
@@ -286,14 +285,9 @@ impl super::Network for DecoderModel {
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
         let (ids, positions) = super::pass_columns(ids, positions, pass);
-        let [batch, length] = ids.dims();
-        let x = self
-            .embeddings
-            .clone()
-            .select(0, ids.reshape([batch * length]))
-            .reshape([batch, length, self.config.hidden_size]);
+        let x = self.embeddings.rows(ids);
         let (x, cache) = run_gated_blocks(&self.layers, x, &self.rotary, &positions, padding, pass);
-        Ok((project(self.final_norm.forward(x), &self.head), cache))
+        Ok((self.head.apply(self.final_norm.forward(x)), cache))
     }
 }
 

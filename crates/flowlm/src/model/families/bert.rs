@@ -4,7 +4,7 @@
 //! `cls.predictions.*`), old `gamma`/`beta` layer-norm names included; the decoder is tied to the
 //! word embeddings. Reference: transformers' `modeling_bert.py`.
 
-use super::layers::{LayerNorm, Linear, attend, project, split_heads};
+use super::layers::{LayerNorm, Linear, Matrix, attend, split_heads};
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache, KvPair};
 use crate::model::weights::Weights;
@@ -154,9 +154,8 @@ impl BertLayer {
 /// A BERT masked LM with its MLM head.
 pub struct BertMaskedLm {
     pub config: BertConfig,
-    word_embeddings: Tensor<2>,
-    /// The tied decoder: the word embeddings transposed once, `[hidden, vocab]`.
-    decoder: Tensor<2>,
+    /// `[vocab, hidden]`, also the tied decoder.
+    word_embeddings: Matrix,
     decoder_bias: Tensor<1>,
     position_embeddings: Tensor<2>,
     /// Segment 0's embedding (every slot of a single-segment input).
@@ -177,7 +176,8 @@ impl BertMaskedLm {
             ""
         };
         let (h, v, eps) = (config.hidden_size, config.vocab_size, config.layer_norm_eps);
-        let word_embeddings = weights.tensor(
+        let word_embeddings = Matrix::load(
+            weights,
             &format!("{base}embeddings.word_embeddings.weight"),
             [v, h],
             device,
@@ -193,7 +193,6 @@ impl BertMaskedLm {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            decoder: word_embeddings.clone().transpose(),
             decoder_bias: weights.tensor("cls.predictions.bias", [v], device)?,
             position_embeddings: weights.tensor(
                 &format!("{base}embeddings.position_embeddings.weight"),
@@ -255,7 +254,7 @@ impl BertMaskedLm {
                 .select(0, index.reshape([batch * length]))
                 .reshape([batch, length, hidden])
         };
-        let embedded = gather(&self.word_embeddings, ids)
+        let embedded = self.word_embeddings.rows(ids)
             + gather(&self.position_embeddings, positions)
             + self.token_type.clone().unsqueeze();
         let mut x = self.embedding_norm.forward(embedded);
@@ -269,7 +268,7 @@ impl BertMaskedLm {
             }
         }
         let x = self.transform_norm.forward(gelu(self.transform.forward(x)));
-        let logits = project(x, &self.decoder) + self.decoder_bias.clone().unsqueeze();
+        let logits = self.word_embeddings.apply(x) + self.decoder_bias.clone().unsqueeze();
         (logits, cache)
     }
 }

@@ -6,11 +6,51 @@ use crate::model::kv_cache::{CachePass, KvCache, KvPair};
 use crate::model::weights::Weights;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor};
 
-/// `x @ weight + bias`, weight stored `[in, out]`.
+/// A weight matrix as the checkpoint stores it, `[rows, columns]` (a linear layer's
+/// `[out, in]`, an embedding table's `[vocab, hidden]`), in its stored precision: f16 and bf16
+/// stay 16-bit in memory ([`Weights::matrix`]) and are widened to f32 when a product reads
+/// them. Widening is exact, so the results equal those of weights widened at load; the cost is
+/// one conversion of the matrix per product.
+#[derive(Clone)]
+pub struct Matrix(Tensor<2>);
+
+impl Matrix {
+    pub fn load(weights: &Weights, name: &str, shape: [usize; 2], device: &Device) -> Result<Self> {
+        Ok(Self(weights.matrix(name, shape, device)?))
+    }
+
+    fn widened(&self) -> Tensor<2> {
+        if self.0.dtype() == DType::F32 {
+            self.0.clone()
+        } else {
+            self.0.clone().cast(FloatDType::F32)
+        }
+    }
+
+    /// `x @ M^T`: `[B, L, columns]` -> `[B, L, rows]`.
+    pub fn apply(&self, x: Tensor<3>) -> Tensor<3> {
+        project(x, &self.widened().transpose())
+    }
+
+    /// The rows `ids` `[B, L]` picks, `[B, L, columns]` in f32 (an embedding lookup).
+    pub fn rows(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, length] = ids.dims();
+        let columns = self.0.dims()[1];
+        let picked = self.0.clone().select(0, ids.reshape([batch * length]));
+        let picked = if picked.dtype() == DType::F32 {
+            picked
+        } else {
+            picked.cast(FloatDType::F32)
+        };
+        picked.reshape([batch, length, columns])
+    }
+}
+
+/// `x @ weight^T + bias`, weight stored `[out, in]`.
 pub struct Linear {
-    weight: Tensor<2>,
+    weight: Matrix,
     bias: Option<Tensor<1>>,
 }
 
@@ -24,9 +64,12 @@ impl Linear {
         bias: bool,
         device: &Device,
     ) -> Result<Self> {
-        let weight = weights
-            .tensor(&format!("{prefix}.weight"), [outputs, inputs], device)?
-            .transpose();
+        let weight = Matrix::load(
+            weights,
+            &format!("{prefix}.weight"),
+            [outputs, inputs],
+            device,
+        )?;
         let bias = bias
             .then(|| weights.tensor(&format!("{prefix}.bias"), [outputs], device))
             .transpose()?;
@@ -34,7 +77,7 @@ impl Linear {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = project(x, &self.weight);
+        let y = self.weight.apply(x);
         match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze(),
             None => y,
@@ -44,8 +87,10 @@ impl Linear {
 
 /// `x` `[B, L, in]` times `weight` `[in, out]` as one 2-D product: the weight is a transposed
 /// view of the checkpoint's `[out, in]` matrix, which a 2-D product reads through strides,
-/// while a broadcast 3-D product copies it on every call (most of a short pass's time).
-pub fn project(x: Tensor<3>, weight: &Tensor<2>) -> Tensor<3> {
+/// while a broadcast 3-D product copies it on every call (most of a short pass's time). (A
+/// contiguous `[in, out]` copy is slower still: the product then skips packing it and its
+/// kernel reads the weight with a large stride.)
+fn project(x: Tensor<3>, weight: &Tensor<2>) -> Tensor<3> {
     let [batch, length, inputs] = x.dims();
     let outputs = weight.dims()[1];
     x.reshape([batch * length, inputs])

@@ -6,8 +6,8 @@
 //! `weight_tying`. The mask id comes from `config.json` (126336 in the 8B models).
 
 use super::layers::{
-    Biases, GatedBlock, GatedBlockLayout, GatedBlockNames, HeadShape, RmsNorm, RotaryTables,
-    project, run_gated_blocks,
+    Biases, GatedBlock, GatedBlockLayout, GatedBlockNames, HeadShape, Matrix, RmsNorm,
+    RotaryTables, run_gated_blocks,
 };
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache};
@@ -161,11 +161,12 @@ const BLOCK_NAMES: GatedBlockNames = [
 /// A LLaDA mask predictor.
 pub struct LladaModel {
     pub config: LladaConfig,
-    embeddings: Tensor<2>,
+    /// `[embedding rows, d_model]`.
+    embeddings: Matrix,
     blocks: Vec<GatedBlock>,
     final_norm: RmsNorm,
-    /// `[d_model, embedding rows]`: `ff_out` transposed, or the tied embeddings transposed.
-    head: Tensor<2>,
+    /// `ff_out` `[embedding rows, d_model]`, or the tied embeddings.
+    head: Matrix,
     rotary: RotaryTables,
 }
 
@@ -173,13 +174,16 @@ impl LladaModel {
     pub fn new(config: LladaConfig, weights: &Weights, device: &Device) -> Result<Self> {
         config.validate()?;
         let (d, rows) = (config.d_model, config.embedding_rows());
-        let embeddings = weights.tensor("model.transformer.wte.weight", [rows, d], device)?;
+        let embeddings = Matrix::load(weights, "model.transformer.wte.weight", [rows, d], device)?;
         let head = if config.weight_tying {
-            embeddings.clone().transpose()
+            embeddings.clone()
         } else {
-            weights
-                .tensor("model.transformer.ff_out.weight", [rows, d], device)?
-                .transpose()
+            Matrix::load(
+                weights,
+                "model.transformer.ff_out.weight",
+                [rows, d],
+                device,
+            )?
         };
         let feed_forward = config.mlp_hidden_size.unwrap_or(config.mlp_ratio * d);
         let bias = config.include_bias;
@@ -244,14 +248,9 @@ impl super::Network for LladaModel {
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
         let (ids, positions) = super::pass_columns(ids, positions, pass);
-        let [batch, length] = ids.dims();
-        let x = self
-            .embeddings
-            .clone()
-            .select(0, ids.reshape([batch * length]))
-            .reshape([batch, length, self.config.d_model]);
+        let x = self.embeddings.rows(ids);
         let (x, cache) = run_gated_blocks(&self.blocks, x, &self.rotary, &positions, padding, pass);
-        let logits = project(self.final_norm.forward(x), &self.head);
+        let logits = self.head.apply(self.final_norm.forward(x));
         Ok((logits, cache))
     }
 }

@@ -12,7 +12,7 @@
 //! or the last id of the vocabulary when the tokenizer has none (GPT-2's tokenizer + 1 in
 //! `mdlm-owt`), which is the id FlowLM's tokenizer adds.
 
-use super::layers::{LayerNorm, Linear, RotaryTables, attend, project, split_heads};
+use super::layers::{LayerNorm, Linear, Matrix, RotaryTables, attend, split_heads};
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache, KvPair};
 use crate::model::weights::Weights;
@@ -120,8 +120,8 @@ struct DitBlock {
     attention_norm: LayerNorm,
     attention_modulation: Modulation,
     attention_gate: Tensor<3>,
-    /// `[hidden, 3 hidden]`: queries, keys, values side by side.
-    qkv: Tensor<2>,
+    /// `[3 hidden, hidden]`: queries, keys, values stacked.
+    qkv: Matrix,
     attention_output: Linear,
     mlp_norm: LayerNorm,
     mlp_modulation: Modulation,
@@ -156,13 +156,12 @@ impl DitBlock {
             attention_norm: norm("norm1")?,
             attention_modulation: Modulation { shift, scale },
             attention_gate,
-            qkv: weights
-                .tensor(
-                    &format!("{prefix}.attn_qkv.weight"),
-                    [3 * hidden, hidden],
-                    device,
-                )?
-                .transpose(),
+            qkv: Matrix::load(
+                weights,
+                &format!("{prefix}.attn_qkv.weight"),
+                [3 * hidden, hidden],
+                device,
+            )?,
             attention_output: Linear::new(
                 weights,
                 &format!("{prefix}.attn_out"),
@@ -210,7 +209,7 @@ impl DitBlock {
         let normed = self
             .attention_modulation
             .apply(self.attention_norm.forward(x.clone()));
-        let qkv = project(normed, &self.qkv);
+        let qkv = self.qkv.apply(normed);
         let part = |i: usize| {
             let t = qkv
                 .clone()
@@ -239,7 +238,8 @@ impl DitBlock {
 /// An MDLM diffusion transformer.
 pub struct MdlmModel {
     pub config: MdlmConfig,
-    embeddings: Tensor<2>,
+    /// `[vocab, hidden]`.
+    embeddings: Matrix,
     blocks: Vec<DitBlock>,
     final_norm: LayerNorm,
     final_modulation: Modulation,
@@ -267,7 +267,7 @@ impl MdlmModel {
         let mut parts = modulation_vectors(weights, output, &condition, h, 2, device)?;
         let scale = parts.remove(1);
         Ok(Self {
-            embeddings: weights.tensor("backbone.vocab_embed.embedding", [v, h], device)?,
+            embeddings: Matrix::load(weights, "backbone.vocab_embed.embedding", [v, h], device)?,
             blocks,
             final_norm: LayerNorm::new(
                 weights,
@@ -325,12 +325,7 @@ impl super::Network for MdlmModel {
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
         let (ids, positions) = super::pass_columns(ids, positions, pass);
-        let [batch, length] = ids.dims();
-        let mut x = self
-            .embeddings
-            .clone()
-            .select(0, ids.reshape([batch * length]))
-            .reshape([batch, length, self.config.hidden_dim]);
+        let mut x = self.embeddings.rows(ids);
         let mut cache = KvCache::default();
         for (index, block) in self.blocks.iter().enumerate() {
             let (next, kv) = block.forward(

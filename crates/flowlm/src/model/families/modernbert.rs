@@ -10,7 +10,7 @@
 //! Reference: transformers' `modeling_modernbert.py`.
 
 use super::layers::{
-    HeadShape, LayerNorm, Linear, RotaryTables, attend_masked, project, split_heads,
+    HeadShape, LayerNorm, Linear, Matrix, RotaryTables, attend_masked, split_heads,
 };
 use crate::error::{FlowError, Result};
 use crate::model::kv_cache::{CachePass, KvCache, KvPair};
@@ -190,14 +190,13 @@ impl ModernBertLayer {
 /// A ModernBERT masked LM with its prediction head.
 pub struct ModernBertMaskedLm {
     pub config: ModernBertConfig,
-    embeddings: Tensor<2>,
+    /// `[vocab, hidden]`, also the tied decoder.
+    embeddings: Matrix,
     embedding_norm: LayerNorm,
     layers: Vec<ModernBertLayer>,
     final_norm: LayerNorm,
     head: Linear,
     head_norm: LayerNorm,
-    /// The tied decoder: the embeddings transposed once, `[hidden, vocab]`.
-    decoder: Tensor<2>,
     decoder_bias: Option<Tensor<1>>,
     global_rotary: RotaryTables,
     local_rotary: RotaryTables,
@@ -209,8 +208,12 @@ impl ModernBertMaskedLm {
         let (h, v, eps) = (config.hidden_size, config.vocab_size, config.norm_eps);
         let head_size = h / config.num_attention_heads;
         let length = config.max_position_embeddings;
-        let embeddings =
-            weights.tensor("model.embeddings.tok_embeddings.weight", [v, h], device)?;
+        let embeddings = Matrix::load(
+            weights,
+            "model.embeddings.tok_embeddings.weight",
+            [v, h],
+            device,
+        )?;
         let layers = (0..config.num_hidden_layers)
             .map(|n| ModernBertLayer::new(&config, weights, n, device))
             .collect::<Result<Vec<_>>>()?;
@@ -219,7 +222,6 @@ impl ModernBertMaskedLm {
             final_norm: LayerNorm::new(weights, "model.final_norm", h, eps, device)?,
             head: Linear::new(weights, "head.dense", h, h, config.classifier_bias, device)?,
             head_norm: LayerNorm::new(weights, "head.norm", h, eps, device)?,
-            decoder: embeddings.clone().transpose(),
             decoder_bias: config
                 .decoder_bias
                 .then(|| weights.tensor("decoder.bias", [v], device))
@@ -272,11 +274,7 @@ impl super::Network for ModernBertMaskedLm {
         let length = columns.len();
         let (h, heads) = (self.config.hidden_size, self.config.num_attention_heads);
         let device = ids.device();
-        let embedded = self
-            .embeddings
-            .clone()
-            .select(0, ids.reshape([batch * length]))
-            .reshape([batch, length, h]);
+        let embedded = self.embeddings.rows(ids);
         let mut x = self.embedding_norm.forward(embedded);
         let padding = padding.map(|p| p.reshape([batch, 1, 1, width]));
         let window = self.outside_window(columns, width, &device);
@@ -331,7 +329,7 @@ impl super::Network for ModernBertMaskedLm {
         let x = self
             .head_norm
             .forward(gelu(self.head.forward(self.final_norm.forward(x))));
-        let logits = project(x, &self.decoder);
+        let logits = self.embeddings.apply(x);
         let logits = match &self.decoder_bias {
             Some(bias) => logits + bias.clone().unsqueeze(),
             None => logits,
