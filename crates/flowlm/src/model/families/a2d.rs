@@ -13,13 +13,12 @@
 //! "llama3" are applied to the frequencies once; other scaling rules are refused by name.
 
 use super::layers::{
-    Biases, GatedBlock, GatedBlockLayout, GatedBlockNames, HeadShape, Matrix, RmsNorm,
-    RotaryTables, rotary_frequencies, run_gated_blocks,
+    Biases, GatedBlock, GatedBlockLayout, GatedBlockNames, GatedNetwork, HeadShape, Matrix,
+    RmsNorm, RotaryTables, rotary_frequencies,
 };
 use crate::error::{FlowError, Result};
-use crate::model::kv_cache::{CachePass, KvCache};
 use crate::model::weights::Weights;
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::Device;
 use serde::Deserialize;
 
 /// What sets one decoder architecture apart from the others.
@@ -204,91 +203,53 @@ const LAYER_NAMES: GatedBlockNames = [
     "mlp.down_proj",
 ];
 
-/// A decoder run bidirectionally: logits `[B, C, vocab]` of the columns a pass computes.
-pub struct DecoderModel {
-    pub config: DecoderConfig,
-    /// `[vocab, hidden]`.
-    embeddings: Matrix,
-    layers: Vec<GatedBlock>,
-    final_norm: RmsNorm,
-    /// `lm_head` `[vocab, hidden]`, or the tied embeddings.
-    head: Matrix,
-    rotary: RotaryTables,
-}
-
-impl DecoderModel {
-    pub fn new(
-        config: DecoderConfig,
-        architecture: &Architecture,
-        weights: &Weights,
-        device: &Device,
-    ) -> Result<Self> {
-        config.validate()?;
-        let (h, v) = (config.hidden_size, config.vocab_size);
-        let embeddings = Matrix::load(weights, "model.embed_tokens.weight", [v, h], device)?;
-        let tied = config.tie_word_embeddings.unwrap_or(true);
-        let head = if tied && !weights.contains("lm_head.weight") {
-            embeddings.clone()
-        } else {
-            Matrix::load(weights, "lm_head.weight", [v, h], device)?
-        };
-        let layout = GatedBlockLayout {
-            names: &LAYER_NAMES,
-            shape: config.heads(),
-            feed_forward: config.intermediate_size,
-            epsilon: config.rms_norm_eps,
-            biases: Biases {
-                query_key_value: architecture.always_qkv_bias || config.attention_bias,
-                attention_output: config.attention_bias,
-                feed_forward: config.mlp_bias,
-            },
-            query_key_norms: architecture
-                .query_key_norms
-                .then_some(["self_attn.q_norm", "self_attn.k_norm"]),
-        };
-        let layers = (0..config.num_hidden_layers)
-            .map(|n| GatedBlock::new(weights, &format!("model.layers.{n}"), &layout, device))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            final_norm: RmsNorm::new(weights, "model.norm", h, config.rms_norm_eps, device)?,
-            rotary: RotaryTables::from_frequencies(
-                &config.rotary_frequencies(architecture)?,
-                config.max_position_embeddings,
-                device,
-            ),
-            embeddings,
-            layers,
-            head,
-            config,
-        })
-    }
-}
-
-impl super::Network for DecoderModel {
-    fn vocab_size(&self) -> usize {
-        self.config.vocab_size
-    }
-
-    fn context_length(&self) -> usize {
-        self.config.max_position_embeddings
-    }
-
-    fn mask_token_id(&self) -> Option<u32> {
-        self.config.mask_token_id
-    }
-
-    fn forward(
-        &self,
-        ids: Tensor<2, Int>,
-        positions: Tensor<2, Int>,
-        padding: Option<Tensor<2, Bool>>,
-        pass: Option<&CachePass>,
-    ) -> Result<(Tensor<3>, KvCache)> {
-        let (ids, positions) = super::pass_columns(ids, positions, pass);
-        let x = self.embeddings.rows(ids);
-        let (x, cache) = run_gated_blocks(&self.layers, x, &self.rotary, &positions, padding, pass);
-        Ok((self.head.apply(self.final_norm.forward(x)), cache))
-    }
+/// An `architecture` decoder run bidirectionally.
+pub fn decoder(
+    config: DecoderConfig,
+    architecture: &Architecture,
+    weights: &Weights,
+    device: &Device,
+) -> Result<GatedNetwork> {
+    config.validate()?;
+    let (h, v) = (config.hidden_size, config.vocab_size);
+    let embeddings = Matrix::load(weights, "model.embed_tokens.weight", [v, h], device)?;
+    let tied = config.tie_word_embeddings.unwrap_or(true);
+    let head = if tied && !weights.contains("lm_head.weight") {
+        embeddings.clone()
+    } else {
+        Matrix::load(weights, "lm_head.weight", [v, h], device)?
+    };
+    let layout = GatedBlockLayout {
+        names: &LAYER_NAMES,
+        shape: config.heads(),
+        feed_forward: config.intermediate_size,
+        epsilon: config.rms_norm_eps,
+        biases: Biases {
+            query_key_value: architecture.always_qkv_bias || config.attention_bias,
+            attention_output: config.attention_bias,
+            feed_forward: config.mlp_bias,
+        },
+        query_key_norms: architecture
+            .query_key_norms
+            .then_some(["self_attn.q_norm", "self_attn.k_norm"]),
+    };
+    let blocks = (0..config.num_hidden_layers)
+        .map(|n| GatedBlock::new(weights, &format!("model.layers.{n}"), &layout, device))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(GatedNetwork {
+        final_norm: RmsNorm::new(weights, "model.norm", h, config.rms_norm_eps, device)?,
+        rotary: RotaryTables::from_frequencies(
+            &config.rotary_frequencies(architecture)?,
+            config.max_position_embeddings,
+            device,
+        ),
+        embeddings,
+        blocks,
+        head,
+        vocab_size: v,
+        context_length: config.max_position_embeddings,
+        mask_token_id: config.mask_token_id,
+    })
 }
 
 /// `config` (the text of `config.json`) as an `architecture` decoder.
@@ -297,9 +258,9 @@ pub fn load_decoder(
     architecture: &Architecture,
     weights: &Weights,
     device: &Device,
-) -> Result<DecoderModel> {
+) -> Result<GatedNetwork> {
     let config: DecoderConfig = super::parse_config(config, architecture.name)?;
-    DecoderModel::new(config, architecture, weights, device)
+    decoder(config, architecture, weights, device)
 }
 
 /// The family registry's constructors.

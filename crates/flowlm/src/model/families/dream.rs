@@ -7,7 +7,8 @@
 //! rotary positions: the network of [`super::a2d`]. The mask id comes from `config.json`
 //! (151666 in Dream 7B).
 
-use super::a2d::{Architecture, DecoderModel, QWEN2};
+use super::a2d::{Architecture, QWEN2};
+use super::layers::GatedNetwork;
 use crate::error::Result;
 use crate::model::kv_cache::{CachePass, KvCache};
 use crate::model::weights::Weights;
@@ -22,7 +23,7 @@ const DREAM: Architecture = Architecture {
 
 /// A Dream denoiser network: the bidirectional Qwen2 decoder, read one slot later.
 pub struct DreamModel {
-    decoder: DecoderModel,
+    decoder: GatedNetwork,
 }
 
 impl super::Network for DreamModel {

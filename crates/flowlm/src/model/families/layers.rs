@@ -478,3 +478,45 @@ pub fn run_gated_blocks(
     }
     (x, cache)
 }
+
+/// Token embeddings, a stack of [`GatedBlock`]s, a final RMSNorm and an output head: the whole
+/// network of LLaDA, Dream and the A2D decoders, which differ only in how they build it.
+pub struct GatedNetwork {
+    /// `[vocab, hidden]`.
+    pub embeddings: Matrix,
+    pub blocks: Vec<GatedBlock>,
+    pub final_norm: RmsNorm,
+    /// `[vocab, hidden]`: a separate head, or the tied embeddings.
+    pub head: Matrix,
+    pub rotary: RotaryTables,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub mask_token_id: Option<u32>,
+}
+
+impl super::Network for GatedNetwork {
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    fn mask_token_id(&self) -> Option<u32> {
+        self.mask_token_id
+    }
+
+    fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        padding: Option<Tensor<2, Bool>>,
+        pass: Option<&CachePass>,
+    ) -> Result<(Tensor<3>, KvCache)> {
+        let (ids, positions) = super::pass_columns(ids, positions, pass);
+        let x = self.embeddings.rows(ids);
+        let (x, cache) = run_gated_blocks(&self.blocks, x, &self.rotary, &positions, padding, pass);
+        Ok((self.head.apply(self.final_norm.forward(x)), cache))
+    }
+}

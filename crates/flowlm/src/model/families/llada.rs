@@ -6,13 +6,12 @@
 //! `weight_tying`. The mask id comes from `config.json` (126336 in the 8B models).
 
 use super::layers::{
-    Biases, GatedBlock, GatedBlockLayout, GatedBlockNames, HeadShape, Matrix, RmsNorm,
-    RotaryTables, run_gated_blocks,
+    Biases, GatedBlock, GatedBlockLayout, GatedBlockNames, GatedNetwork, HeadShape, Matrix,
+    RmsNorm, RotaryTables,
 };
 use crate::error::{FlowError, Result};
-use crate::model::kv_cache::{CachePass, KvCache};
 use crate::model::weights::Weights;
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::Device;
 use serde::Deserialize;
 
 /// `config.json` of a LLaDA checkpoint; keys FlowLM does not use are ignored.
@@ -159,104 +158,59 @@ const BLOCK_NAMES: GatedBlockNames = [
 ];
 
 /// A LLaDA mask predictor.
-pub struct LladaModel {
-    pub config: LladaConfig,
-    /// `[embedding rows, d_model]`.
-    embeddings: Matrix,
-    blocks: Vec<GatedBlock>,
-    final_norm: RmsNorm,
-    /// `ff_out` `[embedding rows, d_model]`, or the tied embeddings.
-    head: Matrix,
-    rotary: RotaryTables,
-}
-
-impl LladaModel {
-    pub fn new(config: LladaConfig, weights: &Weights, device: &Device) -> Result<Self> {
-        config.validate()?;
-        let (d, rows) = (config.d_model, config.embedding_rows());
-        let embeddings = Matrix::load(weights, "model.transformer.wte.weight", [rows, d], device)?;
-        let head = if config.weight_tying {
-            embeddings.clone()
-        } else {
-            Matrix::load(
-                weights,
-                "model.transformer.ff_out.weight",
-                [rows, d],
-                device,
-            )?
-        };
-        let feed_forward = config.mlp_hidden_size.unwrap_or(config.mlp_ratio * d);
-        let bias = config.include_bias;
-        let layout = GatedBlockLayout {
-            names: &BLOCK_NAMES,
-            shape: config.heads(),
-            feed_forward,
-            epsilon: config.rms_norm_eps,
-            biases: Biases {
-                query_key_value: bias,
-                attention_output: bias,
-                feed_forward: bias,
-            },
-            query_key_norms: None,
-        };
-        let blocks = (0..config.n_layers)
-            .map(|n| {
-                let prefix = format!("model.transformer.blocks.{n}");
-                GatedBlock::new(weights, &prefix, &layout, device)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            final_norm: RmsNorm::new(
-                weights,
-                "model.transformer.ln_f",
-                d,
-                config.rms_norm_eps,
-                device,
-            )?,
-            rotary: RotaryTables::new(
-                d / config.n_heads,
-                config.max_sequence_length,
-                config.rope_theta,
-                device,
-            ),
-            embeddings,
-            blocks,
-            head,
-            config,
+pub fn network(config: LladaConfig, weights: &Weights, device: &Device) -> Result<GatedNetwork> {
+    config.validate()?;
+    let (d, rows) = (config.d_model, config.embedding_rows());
+    let embeddings = Matrix::load(weights, "model.transformer.wte.weight", [rows, d], device)?;
+    let head = if config.weight_tying {
+        embeddings.clone()
+    } else {
+        Matrix::load(
+            weights,
+            "model.transformer.ff_out.weight",
+            [rows, d],
+            device,
+        )?
+    };
+    let bias = config.include_bias;
+    let layout = GatedBlockLayout {
+        names: &BLOCK_NAMES,
+        shape: config.heads(),
+        feed_forward: config.mlp_hidden_size.unwrap_or(config.mlp_ratio * d),
+        epsilon: config.rms_norm_eps,
+        biases: Biases {
+            query_key_value: bias,
+            attention_output: bias,
+            feed_forward: bias,
+        },
+        query_key_norms: None,
+    };
+    let blocks = (0..config.n_layers)
+        .map(|n| {
+            let prefix = format!("model.transformer.blocks.{n}");
+            GatedBlock::new(weights, &prefix, &layout, device)
         })
-    }
-}
-
-impl super::Network for LladaModel {
-    fn vocab_size(&self) -> usize {
-        self.config.embedding_rows()
-    }
-
-    fn context_length(&self) -> usize {
-        self.config.max_sequence_length
-    }
-
-    fn mask_token_id(&self) -> Option<u32> {
-        self.config.mask_token_id
-    }
-
-    fn forward(
-        &self,
-        ids: Tensor<2, Int>,
-        positions: Tensor<2, Int>,
-        padding: Option<Tensor<2, Bool>>,
-        pass: Option<&CachePass>,
-    ) -> Result<(Tensor<3>, KvCache)> {
-        let (ids, positions) = super::pass_columns(ids, positions, pass);
-        let x = self.embeddings.rows(ids);
-        let (x, cache) = run_gated_blocks(&self.blocks, x, &self.rotary, &positions, padding, pass);
-        let logits = self.head.apply(self.final_norm.forward(x));
-        Ok((logits, cache))
-    }
+        .collect::<Result<Vec<_>>>()?;
+    let epsilon = config.rms_norm_eps;
+    Ok(GatedNetwork {
+        final_norm: RmsNorm::new(weights, "model.transformer.ln_f", d, epsilon, device)?,
+        rotary: RotaryTables::new(
+            d / config.n_heads,
+            config.max_sequence_length,
+            config.rope_theta,
+            device,
+        ),
+        embeddings,
+        blocks,
+        head,
+        vocab_size: rows,
+        context_length: config.max_sequence_length,
+        mask_token_id: config.mask_token_id,
+    })
 }
 
 /// The family registry's constructor: `config` is the text of `config.json`.
 pub fn load(config: &str, weights: &Weights, device: &Device) -> Result<Box<dyn super::Network>> {
     let config: LladaConfig = super::parse_config(config, "LLaDA")?;
-    Ok(Box::new(LladaModel::new(config, weights, device)?))
+    Ok(Box::new(network(config, weights, device)?))
 }
