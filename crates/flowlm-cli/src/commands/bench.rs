@@ -96,6 +96,17 @@ impl BenchArgs {
     }
 }
 
+/// `x` with three significant digits (0.0734, 7.34, 734), so that an 8B model's rate reads as
+/// more than "0.1".
+fn three_digits(x: f64) -> String {
+    let decimals = if x > 0.0 {
+        (2.0 - x.abs().log10().floor()).max(0.0) as usize
+    } else {
+        1
+    };
+    format!("{x:.decimals$}")
+}
+
 fn cores_used(result: &Throughput) -> f64 {
     result.cpu_seconds / result.seconds.max(1e-9)
 }
@@ -105,14 +116,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cache = matches!(args.what, What::Cache);
     let iterations = args.iterations.unwrap_or(if cache { 3 } else { 10 });
     let gen_length = args.gen_length.unwrap_or(if cache { 256 } else { 64 });
+    // Shards split a training batch; generation ignores them, so only training checks them.
+    let shards_max = match args.what {
+        What::Train => MAX_SHARDS.min(args.batch_size.max(1)),
+        _ => MAX_SHARDS,
+    };
     for (flag, value, max) in [
         ("--batch-size", args.batch_size, MAX_BATCH),
         ("--iterations", iterations, 1_000_000),
-        (
-            "--shards",
-            args.shards,
-            MAX_SHARDS.min(args.batch_size.max(1)),
-        ),
+        ("--shards", args.shards, shards_max),
         ("--gen-length", gen_length, flowlm::limits::MAX_SEQUENCE),
         ("--examples", args.examples, 1_000_000),
     ] {
@@ -239,9 +251,9 @@ fn generate(
         );
         if !args.json {
             println!(
-                "bench generate: batch {batch}, {gen_length} tokens in {gen_length} steps: {:.1} generated tokens/s ({:.1} forward passes/s), {:.2} cores used",
-                t.tokens_per_second,
-                t.tokens_per_second / batch as f64,
+                "bench generate: batch {batch}, {gen_length} tokens in {gen_length} steps: {} generated tokens/s ({} s per forward pass), {:.2} cores used",
+                three_digits(t.tokens_per_second),
+                three_digits(batch as f64 / t.tokens_per_second.max(1e-12)),
                 cores_used(t)
             );
         }
