@@ -531,3 +531,59 @@ fn a_bf16_checkpoint_stays_16_bit_and_computes_what_its_widened_copy_computes() 
         }
     }
 }
+
+/// The same checkpoint split into two shards with `model.safetensors.index.json` gives the
+/// logits of the single file, bit for bit.
+#[test]
+fn sharded_and_single_file_checkpoints_compute_the_same() {
+    use safetensors::{SafeTensors, tensor::TensorView};
+    let (_, single) = fixture_copy("llada-tiny", |config| config);
+    let bytes = std::fs::read(single.join("model.safetensors")).unwrap();
+    let source = SafeTensors::deserialize(&bytes).unwrap();
+    let sharded = common::scratch("llada-sharded");
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(single.join(file), sharded.join(file)).unwrap();
+    }
+    let mut names: Vec<String> = source.names().into_iter().map(String::from).collect();
+    names.sort();
+    let halves = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (index, half) in [halves.0, halves.1].into_iter().enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", index + 1);
+        let views: Vec<(String, TensorView)> = half
+            .iter()
+            .map(|name| (name.clone(), source.tensor(name).unwrap()))
+            .collect();
+        std::fs::write(
+            sharded.join(&file),
+            safetensors::serialize(views, None).unwrap(),
+        )
+        .unwrap();
+        for name in half {
+            weight_map.insert(name.clone(), file.clone().into());
+        }
+    }
+    std::fs::write(
+        sharded.join("model.safetensors.index.json"),
+        serde_json::json!({ "metadata": {}, "weight_map": weight_map }).to_string(),
+    )
+    .unwrap();
+    let canvas = Canvas::new(&[vec![5, 17, 9], vec![7, 19, 44, 3]], 5, 127, 2).unwrap();
+    let logits = |dir: &std::path::Path| {
+        OpenedModel::open(dir, &Device::flex())
+            .unwrap()
+            .denoiser
+            .logits(&canvas, None)
+            .unwrap()
+    };
+    let (one, two) = (logits(&single), logits(&sharded));
+    for row in 0..canvas.batch() {
+        for slot in canvas.padding[row]..canvas.width() {
+            assert_eq!(
+                one.at(row, slot),
+                two.at(row, slot),
+                "row {row} slot {slot}"
+            );
+        }
+    }
+}
