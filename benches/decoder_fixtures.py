@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
-"""Regenerates the decoder-family fixtures under crates/flowlm/tests/fixtures: small random
-Llama, Qwen2 and Qwen3 networks saved by transformers under the A2D model types of the dllm
-project ("a2d-llama", "a2d-qwen2", "a2d-qwen3") and under Dream's, with the logits each
-computes for a left-padded batch through transformers' own modeling code and a bidirectional
-4-D attention mask (all zeros, -inf on padding), which is what the A2D modeling files pass.
-Dream's logits are then shifted right by one slot, as its generation_utils.py does.
-`tests/pretrained.rs` checks FlowLM against them.
+"""Regenerates the A2D fixtures under crates/flowlm/tests/fixtures: small random Llama, Qwen2
+and Qwen3 networks saved by transformers under the A2D model types of the dllm project
+("a2d-llama", "a2d-qwen2", "a2d-qwen3"), with the logits each computes for a left-padded batch
+through transformers' own modeling code and a bidirectional 4-D attention mask (all zeros, -inf
+on padding), which is what the A2D modeling files pass. `tests/pretrained.rs` checks FlowLM
+against them. (Dream's fixture comes from Dream's own modeling file: benches/dream_fixture.py.)
 
 The shapes exercise what sets the architectures apart: an explicit head_dim that is not
 hidden / heads, grouped-query heads, Llama's attention and MLP biases with llama3 RoPE scaling
@@ -33,23 +32,19 @@ def cases(transformers):
     llama3 = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 4.0, "low_freq_factor": 1.0,
               "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
     return [
-        # name, model_type, architectures, config, shift, extra config keys
+        # name, model_type, architectures, config
         ("a2d-llama-tiny", "a2d-llama", ["A2DLlamaLMHeadModel"],
          transformers.LlamaConfig(**SHAPE, head_dim=12, attention_bias=True, mlp_bias=True,
-                                  rope_parameters=llama3, tie_word_embeddings=True), False, {}),
+                                  rope_parameters=llama3, tie_word_embeddings=True)),
         ("a2d-qwen2-tiny", "a2d-qwen2", ["A2DQwen2LMHeadModel"],
-         transformers.Qwen2Config(**SHAPE, tie_word_embeddings=False), False, {}),
+         transformers.Qwen2Config(**SHAPE, tie_word_embeddings=False)),
         ("a2d-qwen3-tiny", "a2d-qwen3", ["A2DQwen3LMHeadModel"],
          transformers.Qwen3Config(**SHAPE, head_dim=12, tie_word_embeddings=True,
-                                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}),
-         False, {}),
-        ("dream-tiny", "Dream", ["DreamModel"],
-         transformers.Qwen2Config(**SHAPE, rope_theta=1000000.0, tie_word_embeddings=False),
-         True, {"mask_token_id": 103}),
+                                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})),
     ]
 
 
-def write_fixture(torch, transformers, name, model_type, architectures, config, shift, extra):
+def write_fixture(torch, transformers, name, model_type, architectures, config):
     out = f"{ROOT}/{name}"
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
@@ -65,7 +60,7 @@ def write_fixture(torch, transformers, name, model_type, architectures, config, 
         os.remove(generation)  # autoregressive settings a diffusion decoder does not use
     with open(f"{out}/config.json") as f:
         saved = json.load(f)
-    saved.update({"model_type": model_type, "architectures": architectures, **extra})
+    saved.update({"model_type": model_type, "architectures": architectures})
     with open(f"{out}/config.json", "w") as f:
         json.dump(saved, f, indent=2)
     ids = torch.tensor(IDS)
@@ -76,8 +71,6 @@ def write_fixture(torch, transformers, name, model_type, architectures, config, 
     positions = torch.tensor([[0] * pad + list(range(width - pad)) for pad in PADDING])
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-    if shift:
-        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
     rounded = [[[round(v, 5) for v in slot] for slot in row] for row in logits.tolist()]
     with open(f"{out}/expected_logits.json", "w") as f:
         json.dump({"ids": IDS, "padding": PADDING, "logits": rounded}, f)

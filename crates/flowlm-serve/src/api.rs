@@ -9,7 +9,7 @@
 
 use axum::http::StatusCode;
 use flowlm::model::CacheMode;
-use flowlm::sampler::{Remasking, SAMPLER_NAMES};
+use flowlm::sampler::{Remasking, is_sampler, sampler_names};
 use flowlm::tokenizer::chat::Message;
 use serde_json::{Map, Value, json};
 
@@ -97,13 +97,13 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<Request, ApiError> {
     };
     let sampler = fields.string("sampler")?;
     if let Some(name) = &sampler
-        && !SAMPLER_NAMES.contains(&name.as_str())
+        && !is_sampler(name)
     {
         return Err(ApiError::invalid(
             "sampler",
             format!(
                 "`{name}` is not a sampler; choose one of {}",
-                SAMPLER_NAMES.join(", ")
+                sampler_names()
             ),
         ));
     }

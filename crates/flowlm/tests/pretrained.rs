@@ -262,10 +262,61 @@ fn modernbert_logits_match_transformers() {
     check_fixture("modernbert-tiny");
 }
 
-/// Dream: transformers' Qwen2 with a bidirectional mask, logits shifted right by one slot.
+/// Dream: its published `modeling_dream.py` (Fast-dLLM's copy), logits shifted right by one
+/// slot as its `generation_utils.py` reads them.
 #[test]
-fn dream_logits_match_transformers_qwen2() {
+fn dream_logits_match_the_published_modeling_file() {
     check_fixture("dream-tiny");
+}
+
+/// The `dream` sampler writes what Dream's own `diffusion_generate` wrote at temperature 0 on
+/// the same weights, with each of its confidence algorithms, token for token.
+#[test]
+fn dream_sampler_matches_dream_diffusion_generate() {
+    use flowlm::sampler::{DreamConfidence, DreamSampler, Sampler};
+    let (fixture, dir) = fixture_copy("dream-tiny", |config| config);
+    let model = OpenedModel::open(&dir, &Device::flex()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("expected_samples.json")).unwrap(),
+    )
+    .unwrap();
+    let number = |key: &str| expected[key].as_u64().unwrap() as usize;
+    let prompt: Vec<u32> = serde_json::from_value(expected["prompt"].clone()).unwrap();
+    assert_eq!(model.metadata.mask_token_id as usize, number("mask"));
+    let samples = expected["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 3, "every confidence algorithm");
+    for sample in samples {
+        let alg = sample["alg"].as_str().unwrap();
+        let sampler = DreamSampler {
+            steps: number("steps"),
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            confidence: DreamConfidence::parse(alg).unwrap(),
+        };
+        let mut canvas = Canvas::new(
+            std::slice::from_ref(&prompt),
+            number("gen_length"),
+            model.metadata.mask_token_id,
+            model.metadata.pad_token_id,
+        )
+        .unwrap();
+        let report = sampler
+            .run(
+                &*model.denoiser,
+                &mut canvas,
+                &mut flowlm::random::rng_for(0, 0),
+                &mut |_, _| {},
+            )
+            .unwrap();
+        let answer: Vec<u32> = serde_json::from_value(sample["answer"].clone()).unwrap();
+        assert_eq!(
+            canvas.rows[0][prompt.len()..],
+            answer[..],
+            "{alg}: FlowLM's answer differs from Dream's"
+        );
+        assert_eq!(report.forward_passes, number("steps"), "{alg}");
+    }
 }
 
 /// A2D Llama: head_dim 12 (not hidden / heads), attention and MLP biases, tied head, llama3 RoPE

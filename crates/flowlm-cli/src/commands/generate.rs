@@ -5,7 +5,8 @@ use flowlm::model::CacheMode;
 use flowlm::model::open::OpenedModel;
 use flowlm::random::rng_for;
 use flowlm::sampler::{
-    Initialization, ParallelRule, Remasking, SamplerSettings, StepEvent, build_sampler,
+    DreamConfidence, Initialization, ParallelRule, Remasking, SAMPLERS, SamplerSettings, StepEvent,
+    build_sampler,
 };
 use flowlm::tokenizer::Tokenizer;
 use flowlm::tokenizer::chat::{ChatTemplate, Message};
@@ -13,39 +14,13 @@ use flowlm::vocabulary::Vocabulary;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-#[derive(Clone, Copy, ValueEnum)]
-enum SamplerName {
-    /// One token per step, the most confident masked position (seed 001)
-    Greedy,
-    /// LLaDA generate: blocks, low-confidence/random remasking, CFG
-    Llada,
-    /// Seed 004: sample all masks, re-mask a share each round
-    Remask,
-    /// FlowLM: fill masks by confidence and revise any token the model distrusts
-    Correct,
-    /// Uniform diffusion: ancestral reverse process from random tokens (strided T)
-    Uniform,
-    /// Duo: ancestral sampling from random tokens, greedy last step
-    Duo,
-    /// Left-to-right greedy decoding of the autoregressive baseline
-    Autoregressive,
-    /// x-prediction flow in embedding space with re-editing and hard commitment (seed 003)
-    Xflow,
-}
-
-impl SamplerName {
-    fn name(self) -> &'static str {
-        match self {
-            SamplerName::Greedy => "greedy",
-            SamplerName::Llada => "llada",
-            SamplerName::Remask => "remask",
-            SamplerName::Correct => "correct",
-            SamplerName::Uniform => "uniform",
-            SamplerName::Duo => "duo",
-            SamplerName::Autoregressive => "autoregressive",
-            SamplerName::Xflow => "xflow",
-        }
-    }
+/// `--sampler`'s values and their help lines, from the sampler registry.
+fn sampler_values() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        SAMPLERS
+            .iter()
+            .map(|(name, help)| clap::builder::PossibleValue::new(name).help(help)),
+    )
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -74,8 +49,8 @@ pub struct GenerateArgs {
     #[arg(long)]
     chat: Option<String>,
     /// Sampler (default: the model's own, from flowlm.json)
-    #[arg(long, value_enum)]
-    sampler: Option<SamplerName>,
+    #[arg(long, value_parser = sampler_values())]
+    sampler: Option<String>,
     /// Denoising steps (llada: divisible by gen_length/block_length; remask: rounds)
     #[arg(long)]
     steps: Option<usize>,
@@ -88,10 +63,10 @@ pub struct GenerateArgs {
     /// Sampling temperature (0 = argmax)
     #[arg(long)]
     temperature: Option<f64>,
-    /// remask: keep only the k most likely tokens (0 = off)
+    /// remask, dream (temperature > 0): keep only the k most likely tokens (0 = off)
     #[arg(long, default_value_t = 50)]
     top_k: usize,
-    /// remask: nucleus mass (1 = off)
+    /// remask, dream (temperature > 0): nucleus mass (1 = off)
     #[arg(long, default_value_t = 0.9)]
     top_p: f64,
     /// remask: share of the response re-masked each round but the last
@@ -123,6 +98,11 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "none",
           value_parser = clap::builder::PossibleValuesParser::new(CacheMode::NAMES))]
     cache: String,
+    /// dream: how the masked slots are ranked, as Dream's `alg`: the chosen token's probability,
+    /// the top-1 minus top-2 margin, or the negative entropy
+    #[arg(long, default_value = "entropy",
+          value_parser = clap::builder::PossibleValuesParser::new(DreamConfidence::NAMES))]
+    alg: String,
     /// correct: replace a token whose own probability falls below this
     #[arg(long, default_value_t = 0.3)]
     edit_threshold: f64,
@@ -182,10 +162,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let saved = OpenedModel::open(&dir, &device)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
     let defaults = &saved.metadata.sampler_defaults;
-    let sampler_name = args
-        .sampler
-        .map(SamplerName::name)
-        .unwrap_or(defaults.sampler.as_str());
+    let sampler_name = args.sampler.as_deref().unwrap_or(defaults.sampler.as_str());
     let gen_length = args.gen_length.unwrap_or(defaults.gen_length);
     let steps = args.steps.unwrap_or(defaults.steps);
     let temperature = args.temperature.unwrap_or(defaults.temperature);
@@ -264,6 +241,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             Vec::new()
         },
         cache: CacheMode::parse(&args.cache).context("--cache")?,
+        dream_confidence: DreamConfidence::parse(&args.alg).context("--alg")?,
     };
     let vocabulary = Vocabulary::for_tokenizer(&saved.tokenizer, saved.denoiser.vocab_size());
     let sampler = build_sampler(

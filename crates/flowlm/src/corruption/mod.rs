@@ -274,9 +274,11 @@ impl CorruptionConfig {
     /// The samplers that can drive a model trained with this corruption.
     pub fn samplers(&self) -> &'static [&'static str] {
         match self {
-            CorruptionConfig::Mask { .. } => &["greedy", "llada", "remask", "correct", "xflow"],
+            CorruptionConfig::Mask { .. } => {
+                &["greedy", "llada", "dream", "remask", "correct", "xflow"]
+            }
             CorruptionConfig::MaskAndSubstitute { .. } => {
-                &["correct", "greedy", "llada", "remask", "xflow"]
+                &["correct", "greedy", "llada", "dream", "remask", "xflow"]
             }
             CorruptionConfig::Uniform { .. } => &["uniform"],
             CorruptionConfig::GaussianSoft { .. } => &["duo"],

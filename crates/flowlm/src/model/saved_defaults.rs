@@ -39,13 +39,13 @@ impl SamplerDefaults {
         let field = |name: &str, check: std::result::Result<(), String>| {
             check.map_err(|message| crate::FlowError::config(format!("{section}.{name}"), message))
         };
-        if !crate::sampler::SAMPLER_NAMES.contains(&self.sampler.as_str()) {
+        if !crate::sampler::is_sampler(&self.sampler) {
             return Err(crate::FlowError::config(
                 format!("{section}.sampler"),
                 format!(
                     "`{}` is not a sampler; choose one of {}",
                     self.sampler,
-                    crate::sampler::SAMPLER_NAMES.join(", ")
+                    crate::sampler::sampler_names()
                 ),
             ));
         }

@@ -5,6 +5,7 @@
 mod ancestral;
 mod autoregressive;
 mod correct;
+mod dream;
 mod greedy;
 mod llada;
 mod registry;
@@ -15,11 +16,12 @@ pub mod xflow;
 pub use ancestral::{AncestralSampler, UniformProcess};
 pub use autoregressive::AutoregressiveSampler;
 pub use correct::{CorrectSampler, Initialization};
+pub use dream::{DreamConfidence, DreamSampler};
 pub use greedy::GreedySampler;
 pub use llada::{
     LladaSampler, ParallelRule, Remasking, RowProgress, commit_schedule as llada_commit_schedule,
 };
-pub use registry::{SAMPLER_NAMES, SamplerSettings, build_sampler};
+pub use registry::{SAMPLERS, SamplerSettings, build_sampler, is_sampler, sampler_names};
 pub use remask::{RemaskOrder, RemaskSampler};
 pub use sampling::{filtered_distribution, gumbel_argmax, sample_filtered};
 pub use xflow::{FlowDecision, FlowTrace, StepPolicyChoice, XFlowSampler};

@@ -9,17 +9,56 @@ use crate::corruption::CorruptionConfig;
 use crate::error::{FlowError, Result};
 use crate::vocabulary::Vocabulary;
 
-/// Every sampler name, in the order `--help` lists them.
-pub const SAMPLER_NAMES: &[&str] = &[
-    "greedy",
-    "llada",
-    "remask",
-    "correct",
-    "uniform",
-    "duo",
-    "autoregressive",
-    "xflow",
+/// Every sampler, in the order `--help` lists them, with the line `--help` shows.
+pub const SAMPLERS: &[(&str, &str)] = &[
+    (
+        "greedy",
+        "One token per step, the most confident masked position (seed 001)",
+    ),
+    (
+        "llada",
+        "LLaDA generate: blocks, low-confidence/random remasking, CFG, Fast-dLLM's rules and caches",
+    ),
+    (
+        "dream",
+        "Dream's diffusion_generate: the most confident masks by probability, margin or entropy (--alg)",
+    ),
+    (
+        "remask",
+        "Seed 004: sample all masks, re-mask a share each round",
+    ),
+    (
+        "correct",
+        "FlowLM: fill masks by confidence and revise any token the model distrusts",
+    ),
+    (
+        "uniform",
+        "Uniform diffusion: ancestral reverse process from random tokens (strided T)",
+    ),
+    (
+        "duo",
+        "Duo: ancestral sampling from random tokens, greedy last step",
+    ),
+    (
+        "autoregressive",
+        "Left-to-right greedy decoding of the autoregressive baseline",
+    ),
+    (
+        "xflow",
+        "x-prediction flow in embedding space with re-editing and hard commitment (seed 003)",
+    ),
 ];
+
+/// Whether `name` is a sampler.
+pub fn is_sampler(name: &str) -> bool {
+    SAMPLERS.iter().any(|(known, _)| *known == name)
+}
+
+/// Every sampler name, comma-separated (for errors).
+pub fn sampler_names() -> String {
+    let names: Vec<&str> = SAMPLERS.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
 
 /// The knobs of all samplers; each sampler reads the ones it has.
 #[derive(Debug, Clone)]
@@ -44,6 +83,8 @@ pub struct SamplerSettings {
     pub end_tokens: Vec<u32>,
     /// llada: Fast-dLLM's key/value cache mode.
     pub cache: crate::model::CacheMode,
+    /// dream: how the masked slots are ranked (Dream's `alg`).
+    pub dream_confidence: super::DreamConfidence,
 }
 
 impl Default for SamplerSettings {
@@ -65,6 +106,7 @@ impl Default for SamplerSettings {
             parallel: super::ParallelRule::Schedule,
             end_tokens: Vec::new(),
             cache: crate::model::CacheMode::None,
+            dream_confidence: super::DreamConfidence::default(),
         }
     }
 }
@@ -138,12 +180,12 @@ pub fn build_sampler(
     corruption: &CorruptionConfig,
     vocabulary: &Vocabulary,
 ) -> Result<Box<dyn Sampler>> {
-    if !SAMPLER_NAMES.contains(&name) {
+    if !is_sampler(name) {
         return Err(FlowError::argument(
             "--sampler",
             format!(
                 "unknown sampler `{name}`; choose one of {}",
-                SAMPLER_NAMES.join(", ")
+                sampler_names()
             ),
         ));
     }
@@ -162,6 +204,13 @@ pub fn build_sampler(
     Ok(match name {
         "greedy" => Box::new(GreedySampler),
         "llada" => Box::new(s.llada()),
+        "dream" => Box::new(super::DreamSampler {
+            steps: s.steps,
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            confidence: s.dream_confidence,
+        }),
         "remask" => Box::new(RemaskSampler {
             steps: s.steps,
             remask_ratio: s.remask_ratio,

@@ -5,7 +5,8 @@
 //! {q,k,v,o}_proj, mlp.{gate,up,down}_proj, input_layernorm, post_attention_layernorm}`,
 //! `model.norm`, `lm_head` (or tied embeddings); q/k/v carry biases, grouped-query heads,
 //! rotary positions: the network of [`super::a2d`]. The mask id comes from `config.json`
-//! (151666 in Dream 7B).
+//! (151666 in Dream 7B). Reference: Dream's published `modeling_dream.py` and
+//! `generation_utils.py` (`benches/dream_fixture.py`); its decoding is the `dream` sampler.
 
 use super::a2d::{Architecture, QWEN2};
 use super::layers::GatedNetwork;
@@ -14,10 +15,10 @@ use crate::model::kv_cache::{CachePass, KvCache};
 use crate::model::weights::Weights;
 use burn::tensor::{Bool, Device, Int, Tensor};
 
-/// Qwen2, with Dream's config class default `rope_theta`.
+/// Qwen2 under Dream's name (its config class has Qwen2's defaults, `rope_theta` 10000; the
+/// released checkpoints set 1e6 in `config.json`).
 const DREAM: Architecture = Architecture {
     name: "Dream",
-    default_rope_theta: 1_000_000.0,
     ..QWEN2
 };
 
