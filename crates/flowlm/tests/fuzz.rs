@@ -183,6 +183,41 @@ fn file_parsers_never_panic() {
         let _ = OpenedModel::open(&checkpoint, &device);
     });
     eprintln!("pretrained config.json: {n} executions");
+
+    // Every other family's config.json, on its fixture's weights.
+    let fixtures = root().join("crates/flowlm/tests/fixtures");
+    for family in [
+        "llada-tiny",
+        "dream-tiny",
+        "a2d-llama-tiny",
+        "a2d-qwen3-tiny",
+        "mdlm-tiny",
+        "modernbert-tiny",
+    ] {
+        let fixture = fixtures.join(family);
+        let checkpoint = common::scratch(&format!("fuzz-{family}"));
+        std::fs::copy(
+            fixture.join("model.safetensors"),
+            checkpoint.join("model.safetensors"),
+        )
+        .unwrap();
+        std::fs::copy(
+            bert.join("tokenizer.json"),
+            checkpoint.join("tokenizer.json"),
+        )
+        .unwrap();
+        let config = std::fs::read(fixture.join("config.json")).unwrap();
+        let n = fuzz(
+            &format!("{family} config.json"),
+            &config,
+            budget,
+            &|input| {
+                write(&checkpoint, "config.json", input);
+                let _ = OpenedModel::open(&checkpoint, &device);
+            },
+        );
+        eprintln!("{family} config.json: {n} executions");
+    }
 }
 
 /// The token cache: a damaged cache file (any mutation of a valid one) is never trusted: every
