@@ -3,7 +3,7 @@
 //! position. Generic over the burn backend through burn's device dispatch: the same code runs on
 //! Flex (CPU) and Vulkan (GPU).
 
-use super::kv_cache::{CachePass, KvCache, KvPair};
+use super::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::error::{FlowError, Result};
 use burn::module::Module;
 use burn::nn::{
@@ -473,7 +473,7 @@ impl DiffusionTransformer {
     /// `key_padding` spans every key.
     fn run_layers(
         &self,
-        mut x: Tensor<3>,
+        x: Tensor<3>,
         positions: Tensor<2>,
         key_padding: Option<Tensor<2, Bool>>,
         pass: Option<&CachePass>,
@@ -483,15 +483,9 @@ impl DiffusionTransformer {
         let keys = pass.map_or(length, |p| p.key_length(length));
         let rotary = self.rope.then(|| self.rotary_tables(positions));
         let mask = self.attention_mask(batch, length, keys, key_padding, &device);
-        let mut cache = KvCache::default();
-        for (index, layer) in self.layers.iter().enumerate() {
-            let (next, attended) =
-                layer.forward(x, rotary.as_ref(), mask.clone(), pass.map(|p| (p, index)));
-            x = next;
-            if matches!(pass, Some(CachePass::Record)) {
-                cache.layers.push(attended);
-            }
-        }
+        let (x, cache) = run_layers(&self.layers, x, pass, |layer, x, cache| {
+            layer.forward(x, rotary.as_ref(), mask.clone(), cache)
+        });
         (self.final_norm.forward(x), cache)
     }
 

@@ -98,6 +98,26 @@ pub struct KvCache {
     pub layers: Vec<KvPair>,
 }
 
+/// Runs `layers` in order on `x`: `layer` gets each one with the pass and its index and returns
+/// its output and the keys/values it attended to, which are kept when the pass records. Every
+/// network's layer loop, FlowLM's and the pretrained families'.
+pub fn run_layers<L>(
+    layers: &[L],
+    mut x: Tensor<3>,
+    pass: Option<&CachePass>,
+    mut layer: impl FnMut(&L, Tensor<3>, Option<(&CachePass, usize)>) -> (Tensor<3>, KvPair),
+) -> (Tensor<3>, KvCache) {
+    let mut cache = KvCache::default();
+    for (index, block) in layers.iter().enumerate() {
+        let (next, attended) = layer(block, x, pass.map(|p| (p, index)));
+        x = next;
+        if matches!(pass, Some(CachePass::Record)) {
+            cache.layers.push(attended);
+        }
+    }
+    (x, cache)
+}
+
 /// How a forward pass meets the cache.
 #[derive(Clone, Debug)]
 pub enum CachePass<'a> {

@@ -6,7 +6,7 @@
 
 use super::layers::{LayerNorm, Linear, Matrix, attend, split_heads};
 use crate::error::{FlowError, Result};
-use crate::model::kv_cache::{CachePass, KvCache, KvPair};
+use crate::model::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::model::weights::Weights;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Int, Tensor};
@@ -257,16 +257,11 @@ impl BertMaskedLm {
         let embedded = self.word_embeddings.rows(ids)
             + gather(&self.position_embeddings, positions)
             + self.token_type.clone().unsqueeze();
-        let mut x = self.embedding_norm.forward(embedded);
-        let mut cache = KvCache::default();
+        let x = self.embedding_norm.forward(embedded);
         let heads = self.config.num_attention_heads;
-        for (index, layer) in self.layers.iter().enumerate() {
-            let (next, kv) = layer.forward(x, heads, padding.clone(), pass.map(|p| (p, index)));
-            x = next;
-            if matches!(pass, Some(CachePass::Record)) {
-                cache.layers.push(kv);
-            }
-        }
+        let (x, cache) = run_layers(&self.layers, x, pass, |layer, x, cache| {
+            layer.forward(x, heads, padding.clone(), cache)
+        });
         let x = self.transform_norm.forward(gelu(self.transform.forward(x)));
         let logits = self.word_embeddings.apply(x) + self.decoder_bias.clone().unsqueeze();
         (logits, cache)

@@ -2,7 +2,7 @@
 //! PyTorch's `[out, in]` linear weights are transposed once at load, never per forward pass.
 
 use crate::error::Result;
-use crate::model::kv_cache::{CachePass, KvCache, KvPair};
+use crate::model::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::model::weights::Weights;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -451,34 +451,6 @@ impl GatedBlock {
     }
 }
 
-/// A stack of [`GatedBlock`]s on the embedded columns a pass computes (`pass` `None`: every
-/// column, nothing kept); returns the last block's output and, when recording, every layer's
-/// keys/values.
-pub fn run_gated_blocks(
-    blocks: &[GatedBlock],
-    mut x: Tensor<3>,
-    rotary: &RotaryTables,
-    positions: &Tensor<2, Int>,
-    padding: Option<Tensor<2, Bool>>,
-    pass: Option<&CachePass>,
-) -> (Tensor<3>, KvCache) {
-    let mut cache = KvCache::default();
-    for (index, block) in blocks.iter().enumerate() {
-        let (next, kv) = block.forward(
-            x,
-            rotary,
-            positions,
-            padding.clone(),
-            pass.map(|p| (p, index)),
-        );
-        x = next;
-        if matches!(pass, Some(CachePass::Record)) {
-            cache.layers.push(kv);
-        }
-    }
-    (x, cache)
-}
-
 /// Token embeddings, a stack of [`GatedBlock`]s, a final RMSNorm and an output head: the whole
 /// network of LLaDA, Dream and the A2D decoders, which differ only in how they build it.
 pub struct GatedNetwork {
@@ -516,7 +488,9 @@ impl super::Network for GatedNetwork {
     ) -> Result<(Tensor<3>, KvCache)> {
         let (ids, positions) = super::pass_columns(ids, positions, pass);
         let x = self.embeddings.rows(ids);
-        let (x, cache) = run_gated_blocks(&self.blocks, x, &self.rotary, &positions, padding, pass);
+        let (x, cache) = run_layers(&self.blocks, x, pass, |block, x, cache| {
+            block.forward(x, &self.rotary, &positions, padding.clone(), cache)
+        });
         Ok((self.head.apply(self.final_norm.forward(x)), cache))
     }
 }

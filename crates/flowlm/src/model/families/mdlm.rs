@@ -14,7 +14,7 @@
 
 use super::layers::{LayerNorm, Linear, Matrix, RotaryTables, attend, split_heads};
 use crate::error::{FlowError, Result};
-use crate::model::kv_cache::{CachePass, KvCache, KvPair};
+use crate::model::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::model::weights::Weights;
 use burn::tensor::activation::{gelu_approximate, silu};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -325,22 +325,11 @@ impl super::Network for MdlmModel {
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
         let (ids, positions) = super::pass_columns(ids, positions, pass);
-        let mut x = self.embeddings.rows(ids);
-        let mut cache = KvCache::default();
-        for (index, block) in self.blocks.iter().enumerate() {
-            let (next, kv) = block.forward(
-                x,
-                self.config.n_heads,
-                &self.rotary,
-                &positions,
-                padding.clone(),
-                pass.map(|p| (p, index)),
-            );
-            x = next;
-            if matches!(pass, Some(CachePass::Record)) {
-                cache.layers.push(kv);
-            }
-        }
+        let x = self.embeddings.rows(ids);
+        let heads = self.config.n_heads;
+        let (x, cache) = run_layers(&self.blocks, x, pass, |block, x, cache| {
+            block.forward(x, heads, &self.rotary, &positions, padding.clone(), cache)
+        });
         let x = self.final_modulation.apply(self.final_norm.forward(x));
         Ok((self.head.forward(x), cache))
     }

@@ -13,7 +13,7 @@ use super::layers::{
     HeadShape, LayerNorm, Linear, Matrix, RotaryTables, attend_masked, split_heads,
 };
 use crate::error::{FlowError, Result};
-use crate::model::kv_cache::{CachePass, KvCache, KvPair};
+use crate::model::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::model::weights::Weights;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -275,7 +275,7 @@ impl super::Network for ModernBertMaskedLm {
         let (h, heads) = (self.config.hidden_size, self.config.num_attention_heads);
         let device = ids.device();
         let embedded = self.embeddings.rows(ids);
-        let mut x = self.embedding_norm.forward(embedded);
+        let x = self.embedding_norm.forward(embedded);
         let padding = padding.map(|p| p.reshape([batch, 1, 1, width]));
         let window = self.outside_window(columns, width, &device);
         let sliding = Some(match &padding {
@@ -285,8 +285,7 @@ impl super::Network for ModernBertMaskedLm {
                 .bool_or(window.expand([batch, 1, length, width])),
             None => window.expand([batch, 1, length, width]),
         });
-        let mut cache = KvCache::default();
-        for (index, layer) in self.layers.iter().enumerate() {
+        let (x, cache) = run_layers(&self.layers, x, pass, |layer, x, cache| {
             let normed = match &layer.attention_norm {
                 Some(norm) => norm.forward(x.clone()),
                 None => x.clone(),
@@ -304,8 +303,8 @@ impl super::Network for ModernBertMaskedLm {
                 keys: rotary.apply(split_heads(part(1), heads), positions.clone()),
                 values: split_heads(part(2), heads),
             };
-            let kv = match pass {
-                Some(pass) => pass.attended(index, fresh),
+            let kv = match cache {
+                Some((pass, index)) => pass.attended(index, fresh),
                 None => fresh,
             };
             let mask = if layer.global {
@@ -314,18 +313,15 @@ impl super::Network for ModernBertMaskedLm {
                 sliding.clone()
             };
             let attended = attend_masked(q, kv.keys.clone(), kv.values.clone(), mask);
-            if matches!(pass, Some(CachePass::Record)) {
-                cache.layers.push(kv);
-            }
-            x = x.clone() + layer.attention_output.forward(attended);
+            let x = x + layer.attention_output.forward(attended);
             let inner = layer
                 .input
                 .forward(layer.feed_forward_norm.forward(x.clone()));
             let intermediate = self.config.intermediate_size;
             let input = inner.clone().slice([0..batch, 0..length, 0..intermediate]);
             let gate = inner.slice([0..batch, 0..length, intermediate..2 * intermediate]);
-            x = x + layer.output.forward(gelu(input) * gate);
-        }
+            (x + layer.output.forward(gelu(input) * gate), kv)
+        });
         let x = self
             .head_norm
             .forward(gelu(self.head.forward(self.final_norm.forward(x))));
