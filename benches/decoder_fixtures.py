@@ -15,9 +15,11 @@ untied output heads.
     python3 benches/decoder_fixtures.py
 """
 
-import json
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_tools import randomize, tidy_saved, write_logits  # noqa: E402
 
 ROOT = "crates/flowlm/tests/fixtures"
 IDS = [[0, 0, 0, 5, 17, 103, 9, 33, 2, 103, 60],
@@ -48,21 +50,10 @@ def write_fixture(torch, transformers, name, model_type, architectures, config):
     out = f"{ROOT}/{name}"
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
-    with torch.no_grad():
-        for parameter_name, parameter in model.named_parameters():
-            is_scale = "norm" in parameter_name
-            parameter.copy_(torch.randn_like(parameter) * (0.3 if is_scale else 0.5)
-                            + (1.0 if is_scale else 0.0))
+    randomize(torch, model)
     model.config._attn_implementation = "eager"
     model.save_pretrained(out, safe_serialization=True)
-    generation = f"{out}/generation_config.json"
-    if os.path.exists(generation):
-        os.remove(generation)  # autoregressive settings a diffusion decoder does not use
-    with open(f"{out}/config.json") as f:
-        saved = json.load(f)
-    saved.update({"model_type": model_type, "architectures": architectures})
-    with open(f"{out}/config.json", "w") as f:
-        json.dump(saved, f, indent=2)
+    tidy_saved(out, model_type=model_type, architectures=architectures)
     ids = torch.tensor(IDS)
     width = ids.shape[1]
     mask = torch.zeros(len(IDS), 1, width, width)
@@ -71,9 +62,7 @@ def write_fixture(torch, transformers, name, model_type, architectures, config):
     positions = torch.tensor([[0] * pad + list(range(width - pad)) for pad in PADDING])
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-    rounded = [[[round(v, 5) for v in slot] for slot in row] for row in logits.tolist()]
-    with open(f"{out}/expected_logits.json", "w") as f:
-        json.dump({"ids": IDS, "padding": PADDING, "logits": rounded}, f)
+    write_logits(out, IDS, PADDING, logits)
     print(f"wrote {out}")
 
 

@@ -23,6 +23,9 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_tools import randomize, tidy_saved, write_logits  # noqa: E402
+
 OUT = "crates/flowlm/tests/fixtures/llada-tiny"
 MASK = 127
 CONFIG = dict(
@@ -59,26 +62,13 @@ def main():
     model = LLaDAModelLM(LLaDAConfig(**CONFIG), init_params=True).eval()
     # transformers 5 no longer keeps `use_cache` on a config; the modeling file reads it.
     model.config.use_cache = False
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            is_scale = "norm" in name or name.endswith("ln_f.weight")
-            parameter.copy_(torch.randn_like(parameter) * (0.3 if is_scale else 0.5)
-                            + (1.0 if is_scale else 0.0))
+    randomize(torch, model, scale_suffixes=["ln_f.weight"])
     model.save_pretrained(OUT, safe_serialization=True)
-    for extra in ("generation_config.json",):
-        if os.path.exists(f"{OUT}/{extra}"):
-            os.remove(f"{OUT}/{extra}")
-    with open(f"{OUT}/config.json") as f:
-        saved = json.load(f)
-    saved.pop("auto_map", None)
-    with open(f"{OUT}/config.json", "w") as f:
-        json.dump(saved, f, indent=2)
+    tidy_saved(OUT)
 
     with torch.no_grad():
         logits = model(torch.tensor(LOGIT_IDS)).logits
-    rounded = [[[round(v, 5) for v in slot] for slot in row] for row in logits.tolist()]
-    with open(f"{OUT}/expected_logits.json", "w") as f:
-        json.dump({"ids": LOGIT_IDS, "padding": [0] * len(LOGIT_IDS), "logits": rounded}, f)
+    write_logits(OUT, LOGIT_IDS, [0] * len(LOGIT_IDS), logits)
 
     prompt = torch.tensor([PROMPT])
     samples = []

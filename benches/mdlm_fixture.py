@@ -22,6 +22,9 @@ import os
 import sys
 import types
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_tools import randomize, write_logits  # noqa: E402
+
 OUT = "crates/flowlm/tests/fixtures/mdlm-tiny"
 IDS = [[5, 17, 127, 9, 33, 2, 127, 60, 12, 127, 41],
        [7, 19, 127, 44, 3, 88, 127, 21, 6, 127, 50]]
@@ -87,11 +90,7 @@ def main():
                               "n_heads": CONFIG["n_heads"], "n_blocks": CONFIG["n_blocks"],
                               "dropout": 0.0, "scale_by_sigma": False}}
     model = DIT(model_config, vocab_size=CONFIG["vocab_size"]).eval()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            is_scale = "norm" in name
-            parameter.copy_(torch.randn_like(parameter) * (0.3 if is_scale else 0.5)
-                            + (1.0 if is_scale else 0.0))
+    randomize(torch, model)
     os.makedirs(OUT, exist_ok=True)
     state = {f"backbone.{name}": tensor.contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, f"{OUT}/model.safetensors", metadata={"format": "pt"})
@@ -100,9 +99,7 @@ def main():
     ids = torch.tensor(IDS)
     with torch.no_grad():
         logits = model(ids, torch.zeros(len(IDS)))
-    rounded = [[[round(v, 5) for v in slot] for slot in row] for row in logits.float().tolist()]
-    with open(f"{OUT}/expected_logits.json", "w") as f:
-        json.dump({"ids": IDS, "padding": [0] * len(IDS), "logits": rounded}, f)
+    write_logits(OUT, IDS, [0] * len(IDS), logits.float())
     print(f"wrote {OUT}")
 
 

@@ -269,53 +269,96 @@ fn dream_logits_match_the_published_modeling_file() {
     check_fixture("dream-tiny");
 }
 
-/// The `dream` sampler writes what Dream's own `diffusion_generate` wrote at temperature 0 on
-/// the same weights, with each of its confidence algorithms, token for token.
-#[test]
-fn dream_sampler_matches_dream_diffusion_generate() {
-    use flowlm::sampler::{DreamConfidence, DreamSampler, Sampler};
-    let (fixture, dir) = fixture_copy("dream-tiny", |config| config);
-    let model = OpenedModel::open(&dir, &Device::flex()).unwrap();
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture.join("expected_samples.json")).unwrap(),
-    )
-    .unwrap();
-    let number = |key: &str| expected[key].as_u64().unwrap() as usize;
-    let prompt: Vec<u32> = serde_json::from_value(expected["prompt"].clone()).unwrap();
-    assert_eq!(model.metadata.mask_token_id as usize, number("mask"));
-    let samples = expected["samples"].as_array().unwrap();
-    assert_eq!(samples.len(), 3, "every confidence algorithm");
-    for sample in samples {
-        let alg = sample["alg"].as_str().unwrap();
-        let sampler = DreamSampler {
-            steps: number("steps"),
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            confidence: DreamConfidence::parse(alg).unwrap(),
+/// A fixture's recorded reference runs (`expected_samples.json`, written by its script) and the
+/// model they ran on, opened by FlowLM.
+struct RecordedSamples {
+    model: OpenedModel,
+    expected: serde_json::Value,
+    prompt: Vec<u32>,
+}
+
+impl RecordedSamples {
+    fn open(name: &str) -> Self {
+        let (fixture, dir) = fixture_copy(name, |config| config);
+        let model = OpenedModel::open(&dir, &Device::flex()).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture.join("expected_samples.json")).unwrap(),
+        )
+        .unwrap();
+        let prompt = serde_json::from_value(expected["prompt"].clone()).unwrap();
+        let recorded = Self {
+            model,
+            expected,
+            prompt,
         };
+        assert_eq!(
+            recorded.model.metadata.mask_token_id as usize,
+            recorded.number("mask")
+        );
+        recorded
+    }
+
+    fn number(&self, key: &str) -> usize {
+        self.expected[key].as_u64().unwrap() as usize
+    }
+
+    fn samples(&self) -> &[serde_json::Value] {
+        self.expected["samples"].as_array().unwrap()
+    }
+
+    /// FlowLM's answer to the recorded prompt under `sampler`, and its forward passes.
+    fn run(&self, sampler: &dyn flowlm::sampler::Sampler) -> (Vec<u32>, usize) {
+        let metadata = &self.model.metadata;
         let mut canvas = Canvas::new(
-            std::slice::from_ref(&prompt),
-            number("gen_length"),
-            model.metadata.mask_token_id,
-            model.metadata.pad_token_id,
+            std::slice::from_ref(&self.prompt),
+            self.number("gen_length"),
+            metadata.mask_token_id,
+            metadata.pad_token_id,
         )
         .unwrap();
         let report = sampler
             .run(
-                &*model.denoiser,
+                &*self.model.denoiser,
                 &mut canvas,
                 &mut flowlm::random::rng_for(0, 0),
                 &mut |_, _| {},
             )
             .unwrap();
-        let answer: Vec<u32> = serde_json::from_value(sample["answer"].clone()).unwrap();
+        (
+            canvas.rows[0][self.prompt.len()..].to_vec(),
+            report.forward_passes,
+        )
+    }
+}
+
+/// A recorded sample's answer.
+fn recorded_answer(sample: &serde_json::Value) -> Vec<u32> {
+    serde_json::from_value(sample["answer"].clone()).unwrap()
+}
+
+/// The `dream` sampler writes what Dream's own `diffusion_generate` wrote at temperature 0 on
+/// the same weights, with each of its confidence algorithms, token for token.
+#[test]
+fn dream_sampler_matches_dream_diffusion_generate() {
+    use flowlm::sampler::{DreamConfidence, DreamSampler};
+    let recorded = RecordedSamples::open("dream-tiny");
+    assert_eq!(recorded.samples().len(), 3, "every confidence algorithm");
+    for sample in recorded.samples() {
+        let alg = sample["alg"].as_str().unwrap();
+        let sampler = DreamSampler {
+            steps: recorded.number("steps"),
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            confidence: DreamConfidence::parse(alg).unwrap(),
+        };
+        let (answer, passes) = recorded.run(&sampler);
         assert_eq!(
-            canvas.rows[0][prompt.len()..],
-            answer[..],
+            answer,
+            recorded_answer(sample),
             "{alg}: FlowLM's answer differs from Dream's"
         );
-        assert_eq!(report.forward_passes, number("steps"), "{alg}");
+        assert_eq!(passes, recorded.number("steps"), "{alg}");
     }
 }
 
@@ -397,23 +440,14 @@ fn llada_logits_match_the_published_modeling_file() {
 #[test]
 fn llada_sampler_matches_fast_dllm_generate_in_every_mode() {
     use flowlm::model::kv_cache::CacheMode;
-    use flowlm::sampler::{LladaSampler, ParallelRule, Sampler};
-    let (fixture, dir) = fixture_copy("llada-tiny", |config| config);
-    let model = OpenedModel::open(&dir, &Device::flex()).unwrap();
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture.join("expected_samples.json")).unwrap(),
-    )
-    .unwrap();
-    let number = |key: &str| expected[key].as_u64().unwrap() as usize;
-    let prompt: Vec<u32> = serde_json::from_value(expected["prompt"].clone()).unwrap();
-    assert_eq!(model.metadata.mask_token_id as usize, number("mask"));
-    let samples = expected["samples"].as_array().unwrap();
+    use flowlm::sampler::{LladaSampler, ParallelRule};
+    let recorded = RecordedSamples::open("llada-tiny");
     assert_eq!(
-        samples.len(),
+        recorded.samples().len(),
         6,
         "every cache mode with and without the threshold"
     );
-    for sample in samples {
+    for sample in recorded.samples() {
         let cache = match sample["cache"].as_str().unwrap() {
             "none" => CacheMode::None,
             "prefix" => CacheMode::Prefix,
@@ -423,39 +457,22 @@ fn llada_sampler_matches_fast_dllm_generate_in_every_mode() {
             .as_f64()
             .map_or(ParallelRule::Schedule, ParallelRule::Threshold);
         let sampler = LladaSampler {
-            steps: number("steps"),
-            block_length: number("block_length"),
+            steps: recorded.number("steps"),
+            block_length: recorded.number("block_length"),
             parallel,
             cache,
             ..Default::default()
         };
-        let mut canvas = Canvas::new(
-            std::slice::from_ref(&prompt),
-            number("gen_length"),
-            model.metadata.mask_token_id,
-            model.metadata.pad_token_id,
-        )
-        .unwrap();
-        let report = sampler
-            .run(
-                &*model.denoiser,
-                &mut canvas,
-                &mut flowlm::random::rng_for(0, 0),
-                &mut |_, _| {},
-            )
-            .unwrap();
-        let answer: Vec<u32> = serde_json::from_value(sample["answer"].clone()).unwrap();
+        let (answer, passes) = recorded.run(&sampler);
         let reference_passes = sample["forward_passes"].as_u64().unwrap() as usize;
         assert_eq!(
-            canvas.rows[0][prompt.len()..],
-            answer[..],
+            answer,
+            recorded_answer(sample),
             "{cache:?} {parallel:?}: FlowLM's answer differs from Fast-dLLM's"
         );
         assert!(
-            report.forward_passes <= reference_passes
-                && (cache != CacheMode::None || report.forward_passes == reference_passes),
-            "{cache:?} {parallel:?}: {} forward passes, the reference {reference_passes}",
-            report.forward_passes
+            passes <= reference_passes && (cache != CacheMode::None || passes == reference_passes),
+            "{cache:?} {parallel:?}: {passes} forward passes, the reference {reference_passes}"
         );
     }
 }

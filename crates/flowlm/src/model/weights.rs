@@ -41,6 +41,11 @@ fn map_file(path: &Path) -> Result<Mmap> {
     unsafe { Mmap::map(&file) }.map_err(|e| FlowError::io(path, e))
 }
 
+/// Little-endian 16-bit values, each decoded by `value`.
+fn halves<T>(bytes: &[u8], value: impl Fn([u8; 2]) -> T) -> Vec<T> {
+    bytes.chunks_exact(2).map(|c| value([c[0], c[1]])).collect()
+}
+
 fn header_error(path: &Path, error: impl std::fmt::Display) -> FlowError {
     FlowError::Model {
         path: path.to_path_buf(),
@@ -104,20 +109,14 @@ impl Weights {
         let (entry, bytes) = self.entry(name, &shape)?;
         let options = |dtype| TensorCreationOptions::new(device.clone()).with_dtype(dtype);
         Ok(match entry.info.dtype {
-            Dtype::F16 => {
-                let values: Vec<half::f16> = bytes
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
-                    .collect();
-                Tensor::from_data(TensorData::new(values, shape), options(DType::F16))
-            }
-            Dtype::BF16 => {
-                let values: Vec<half::bf16> = bytes
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]))
-                    .collect();
-                Tensor::from_data(TensorData::new(values, shape), options(DType::BF16))
-            }
+            Dtype::F16 => Tensor::from_data(
+                TensorData::new(halves(bytes, half::f16::from_le_bytes), shape),
+                options(DType::F16),
+            ),
+            Dtype::BF16 => Tensor::from_data(
+                TensorData::new(halves(bytes, half::bf16::from_le_bytes), shape),
+                options(DType::BF16),
+            ),
             _ => self.tensor(name, shape, device)?,
         })
     }
@@ -135,14 +134,8 @@ impl Weights {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            Dtype::F16 => halves(bytes, |b| half::f16::from_le_bytes(b).to_f32()),
+            Dtype::BF16 => halves(bytes, |b| half::bf16::from_le_bytes(b).to_f32()),
             other => {
                 return Err(FlowError::Model {
                     path: self.files[entry.file].0.clone(),
