@@ -17,13 +17,13 @@
 //! Unlike Dream, the mask token itself is never predicted (every FlowLM sampler forbids it). For
 //! Dream's checkpoints the difference is moot, since they never rank the mask first.
 
-use super::sampling::filtered_distribution;
+use super::sampling::{draw, filtered_distribution};
 use super::{Observer, Sampler, SamplerReport, StepEvent, commit, predict};
 use crate::canvas::Canvas;
 use crate::error::Result;
 use crate::model::Denoiser;
+use crate::model::softmax;
 use crate::random::StdRng;
-use rand::Rng;
 
 /// How Dream ranks the masked slots (its `alg`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,34 +84,38 @@ impl DreamSampler {
         (masked as f32 * share) as usize
     }
 
-    /// The token for one slot and its confidence, from the slot's logits.
+    /// The token for one slot and its confidence, from the slot's logits. At temperature 0 the
+    /// plain softmax is read in one pass (no sort of the vocabulary: a real model has 150k
+    /// tokens per slot); above it, the filtered distribution the token is drawn from.
     fn choose(&self, logits: &[f32], rng: &mut StdRng) -> (u32, f64) {
-        let (temperature, top_k, top_p) = if self.temperature > 0.0 {
-            (self.temperature, self.top_k, self.top_p)
+        let sampling = self.temperature > 0.0;
+        let distribution: Vec<(usize, f64)> = if sampling {
+            filtered_distribution(logits, self.temperature, self.top_k, self.top_p)
         } else {
-            (1.0, 0, 1.0)
+            softmax(logits).into_iter().enumerate().collect()
         };
-        let ranked = filtered_distribution(logits, temperature, top_k, top_p);
-        let index = if self.temperature > 0.0 {
-            let mut u: f64 = rng.random();
-            ranked
-                .iter()
-                .position(|&(_, p)| {
-                    let hit = u < p;
-                    u -= p;
-                    hit
-                })
-                .unwrap_or(ranked.len() - 1)
+        // The two largest probabilities, the first of equals winning (as the argmax does).
+        let (mut first, mut second) = ((0, f64::NEG_INFINITY), 0.0);
+        for &(token, p) in &distribution {
+            if p > first.1 {
+                second = first.1.max(0.0);
+                first = (token, p);
+            } else if p > second {
+                second = p;
+            }
+        }
+        let (token, probability) = if sampling {
+            distribution[draw(&distribution, rng)]
         } else {
-            0
+            first
         };
-        let (token, probability) = ranked[index];
         let confidence = match self.confidence {
             DreamConfidence::Probability => probability,
-            DreamConfidence::Margin => ranked[0].1 - ranked.get(1).map_or(0.0, |p| p.1),
-            DreamConfidence::NegativeEntropy => {
-                ranked.iter().map(|&(_, p)| p * (p + 1e-10).ln()).sum()
-            }
+            DreamConfidence::Margin => first.1 - second,
+            DreamConfidence::NegativeEntropy => distribution
+                .iter()
+                .map(|&(_, p)| p * (p + 1e-10).ln())
+                .sum(),
         };
         (token as u32, confidence)
     }

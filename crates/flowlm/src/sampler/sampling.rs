@@ -71,12 +71,18 @@ pub fn sample_filtered(
         return argmax(logits).0;
     }
     let distribution = filtered_distribution(logits, temperature, top_k, top_p);
+    distribution[draw(&distribution, rng)].0
+}
+
+/// The index of one `(token, probability)` entry drawn by its probability (the last one when
+/// rounding leaves the draw past the end).
+pub fn draw(distribution: &[(usize, f64)], rng: &mut StdRng) -> usize {
     let mut u: f64 = rng.random();
-    for &(token, p) in &distribution {
+    for (index, &(_, p)) in distribution.iter().enumerate() {
         if u < p {
-            return token;
+            return index;
         }
         u -= p;
     }
-    distribution.last().map_or(0, |p| p.0)
+    distribution.len().saturating_sub(1)
 }
