@@ -2,7 +2,9 @@
 //! a safetensors file, `tokenizer.json`, JSONL rows, a pretrained `config.json`) are damaged at
 //! random (bytes flipped, spans deleted, duplicated or replaced by extreme values) and parsed;
 //! every input must give a value or an error, never a panic. CI runs a short pass; set
-//! `FLOWLM_FUZZ_SECONDS` for a long one (the count of executions is printed).
+//! `FLOWLM_FUZZ_SECONDS` for a long one (the count of executions is printed) and
+//! `FLOWLM_FUZZ_TARGET` to give that budget only to the target of that name (the
+//! others run their minimum of 20 executions).
 
 mod common;
 
@@ -75,7 +77,8 @@ fn mutate(input: &[u8], rng: &mut StdRng) -> Vec<u8> {
 }
 
 /// Runs `parse` on mutations of `seed` until `budget` passes; returns the executions.
-fn fuzz(name: &str, seed: &[u8], budget: Duration, parse: &dyn Fn(&[u8])) -> usize {
+fn fuzz(name: &str, seed: &[u8], parse: &dyn Fn(&[u8])) -> usize {
+    let budget = budget(name);
     let mut rng = StdRng::seed_from_u64(name.len() as u64 * 7919);
     let started = Instant::now();
     let mut executions = 0;
@@ -92,7 +95,12 @@ fn fuzz(name: &str, seed: &[u8], budget: Duration, parse: &dyn Fn(&[u8])) -> usi
     executions
 }
 
-fn budget() -> Duration {
+/// The time `FLOWLM_FUZZ_SECONDS` gives target `name` (one second by default; none when
+/// `FLOWLM_FUZZ_TARGET` names other targets).
+fn budget(name: &str) -> Duration {
+    if std::env::var("FLOWLM_FUZZ_TARGET").is_ok_and(|target| target != name) {
+        return Duration::ZERO;
+    }
     let seconds = std::env::var("FLOWLM_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
@@ -112,15 +120,14 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 #[test]
 fn text_parsers_never_panic() {
-    let budget = budget();
     let recipe = std::fs::read(root().join("configs/shakespeare.toml")).unwrap();
-    let n = fuzz("recipe", &recipe, budget, &|input| {
+    let n = fuzz("recipe", &recipe, &|input| {
         let _ = Recipe::parse(&String::from_utf8_lossy(input), Path::new("fuzz.toml"), &[]);
     });
     eprintln!("recipe: {n} executions");
 
     let metadata = std::fs::read(root().join("models/default/flowlm.json")).unwrap();
-    let n = fuzz("flowlm.json", &metadata, budget, &|input| {
+    let n = fuzz("flowlm.json", &metadata, &|input| {
         if let Ok(m) = serde_json::from_slice::<FlowlmMetadata>(input) {
             let _ = m.validate(4096, Path::new("flowlm.json"));
         }
@@ -128,7 +135,7 @@ fn text_parsers_never_panic() {
     eprintln!("flowlm.json: {n} executions");
 
     let config = std::fs::read(root().join("models/default/config.json")).unwrap();
-    let n = fuzz("config.json", &config, budget, &|input| {
+    let n = fuzz("config.json", &config, &|input| {
         if let Ok(c) = serde_json::from_slice::<DiffusionTransformerConfig>(input) {
             let _ = c.validate();
         }
@@ -137,7 +144,7 @@ fn text_parsers_never_panic() {
 
     let dir = common::scratch("fuzz-jsonl");
     let rows = b"{\"text\": \"a\"}\n{\"prompt\": \"1+1=\", \"response\": \"2\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n";
-    let n = fuzz("jsonl", rows, budget, &|input| {
+    let n = fuzz("jsonl", rows, &|input| {
         let _ = flowlm::data::parse_jsonl(&String::from_utf8_lossy(input), &dir.join("x.jsonl"));
     });
     eprintln!("jsonl: {n} executions");
@@ -145,12 +152,11 @@ fn text_parsers_never_panic() {
 
 #[test]
 fn file_parsers_never_panic() {
-    let budget = budget();
     let dir = common::scratch("fuzz-files");
     let tokenizer = std::fs::read(root().join("models/default/tokenizer.json")).unwrap();
     // The tokenizer file is large: damage its head, where the structure is.
     let head = &tokenizer[..4096.min(tokenizer.len())];
-    let n = fuzz("tokenizer.json", head, budget, &|input| {
+    let n = fuzz("tokenizer.json", head, &|input| {
         let mut whole = input.to_vec();
         whole.extend_from_slice(&tokenizer[head.len()..]);
         let path = write(&dir, "tokenizer.json", &whole);
@@ -169,7 +175,7 @@ fn file_parsers_never_panic() {
         std::fs::copy(bert.join(file), checkpoint.join(file)).unwrap();
     }
     let device = Device::flex();
-    let n = fuzz("safetensors", &weights[..header_length], budget, &|input| {
+    let n = fuzz("safetensors", &weights[..header_length], &|input| {
         let mut whole = input.to_vec();
         whole.extend_from_slice(&weights[header_length..]);
         write(&checkpoint, "model.safetensors", &whole);
@@ -178,7 +184,7 @@ fn file_parsers_never_panic() {
     eprintln!("safetensors: {n} executions");
     write(&checkpoint, "model.safetensors", &weights);
     let config = std::fs::read(bert.join("config.json")).unwrap();
-    let n = fuzz("pretrained config.json", &config, budget, &|input| {
+    let n = fuzz("pretrained config.json", &config, &|input| {
         write(&checkpoint, "config.json", input);
         let _ = OpenedModel::open(&checkpoint, &device);
     });
@@ -207,15 +213,10 @@ fn file_parsers_never_panic() {
         )
         .unwrap();
         let config = std::fs::read(fixture.join("config.json")).unwrap();
-        let n = fuzz(
-            &format!("{family} config.json"),
-            &config,
-            budget,
-            &|input| {
-                write(&checkpoint, "config.json", input);
-                let _ = OpenedModel::open(&checkpoint, &device);
-            },
-        );
+        let n = fuzz(&format!("{family} config.json"), &config, &|input| {
+            write(&checkpoint, "config.json", input);
+            let _ = OpenedModel::open(&checkpoint, &device);
+        });
         eprintln!("{family} config.json: {n} executions");
     }
 }
@@ -225,7 +226,6 @@ fn file_parsers_never_panic() {
 #[test]
 fn a_damaged_token_cache_is_never_trusted() {
     use flowlm::data::tokenize_cached;
-    let budget = budget();
     let data = common::scratch("fuzz-cache-data");
     write(
         &data,
@@ -251,7 +251,7 @@ fn a_damaged_token_cache_is_never_trusted() {
         .unwrap()
         .path();
     let valid = std::fs::read(&file).unwrap();
-    let n = fuzz("token cache", &valid, budget, &|input| {
+    let n = fuzz("token cache", &valid, &|input| {
         std::fs::write(&file, input).unwrap();
         let (documents, _) = tokenize_cached(&data, &[], &tokenizer, Some(&cache)).unwrap();
         assert!(documents == fresh, "a damaged cache was trusted");

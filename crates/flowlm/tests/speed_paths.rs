@@ -89,12 +89,12 @@ fn data_parallel_step_equals_the_single_replica_step() {
         let rows = rows_of(&clean, ranges[shard].clone());
         let share = rows.batch as f64 / clean.batch as f64;
         let mut rng = rng_for(11, shard as u64);
-        batch_loss(replica, &corruption, &rows, 0, &mut rng, &device).mul_scalar(share)
+        Ok(batch_loss(replica, &corruption, &rows, 0, &mut rng, &device)?.mul_scalar(share))
     };
 
     // One replica: the shards' losses summed into one graph, one backward pass.
     let total = (0..ranges.len())
-        .map(|shard| shard_loss(&model, shard))
+        .map(|shard| shard_loss(&model, shard).unwrap())
         .reduce(|a, b| a + b)
         .expect("three shards");
     let single_value = total.clone().into_scalar::<f32>() as f64;
@@ -104,7 +104,8 @@ fn data_parallel_step_equals_the_single_replica_step() {
     );
 
     for threads in [1, 3] {
-        let (gradients, value) = sharded_gradients(&model, ranges.len(), threads, shard_loss);
+        let (gradients, value) =
+            sharded_gradients(&model, ranges.len(), threads, shard_loss).unwrap();
         assert!(
             (value - single_value).abs() < 1e-5,
             "loss {value} vs {single_value}"
@@ -137,7 +138,9 @@ fn scored_slot_loss_equals_the_full_canvas_loss() {
         "the draw must leave some slots unscored for this test to mean anything"
     );
 
-    let fast = token_cross_entropy(&model, &corrupted, 4, LENGTH, &device).into_scalar::<f32>();
+    let fast = token_cross_entropy(&model, &corrupted, 4, LENGTH, &device)
+        .unwrap()
+        .into_scalar::<f32>();
 
     let ids: Vec<i64> = corrupted.input.iter().map(|&t| t as i64).collect();
     let targets: Vec<i64> = corrupted.targets.iter().map(|&t| t as i64).collect();

@@ -55,6 +55,7 @@ fn options(run: &Path, resume: bool) -> TrainOptions {
         device: Device::flex(),
         show_progress: false,
         interrupt: Arc::new(AtomicBool::new(false)),
+        init: None,
     }
 }
 

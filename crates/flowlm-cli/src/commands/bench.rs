@@ -179,7 +179,7 @@ fn train(
         2,
         args.shards,
         device,
-    );
+    )?;
     report.insert("tokens_per_second".into(), json!(result.tokens_per_second));
     report.insert("seconds".into(), json!(result.seconds));
     report.insert("cpu_seconds".into(), json!(result.cpu_seconds));

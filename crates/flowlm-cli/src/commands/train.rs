@@ -20,6 +20,12 @@ pub struct TrainArgs {
     /// Continue the run in this directory exactly where its checkpoint stopped
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
+    /// Start from this model instead of a fresh one: a FlowLM model directory (continue it with
+    /// the recipe's objective and data; its config and tokenizer replace the recipe's [model]
+    /// and [tokenizer]) or a pretrained checkpoint of a known family (fine-tuning with mask,
+    /// mask_and_substitute or uniform; the run's checkpoint is that family's directory)
+    #[arg(long, value_name = "MODEL_DIR")]
+    init: Option<PathBuf>,
     /// Replace the run already in --out (its checkpoint, metrics and recipe) with a new one
     #[arg(long)]
     force: bool,
@@ -33,6 +39,9 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (recipe, run_dir, resume) = match (&args.resume, &args.config) {
+        (Some(_), _) if args.init.is_some() => bail!(
+            "--init starts a new run; --resume continues one from its own checkpoint (give one of them)"
+        ),
         (Some(_), Some(_)) => bail!(
             "give either --config (a new run) or --resume RUN_DIR (which reads RUN_DIR/{RECIPE_FILE}), not both"
         ),
@@ -79,6 +88,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         resume,
         force: args.force,
         device: super::device(&args.device)?,
+        init: args.init.clone(),
         show_progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         interrupt,
     };

@@ -5,7 +5,8 @@
 //! The loss is the symmetric KL to the one-hot target, scaled per row by the view scale.
 
 use super::{CleanBatch, CorruptedBatch, Corruption};
-use crate::model::{DenoiserInput, DiffusionTransformer, default_positions};
+use crate::error::{FlowError, Result};
+use crate::model::{DenoiserInput, LossModel, default_positions};
 use crate::objective::{ViewScale, symmetric_kl_to_one_hot};
 use crate::random::{StdRng, open_unit};
 use crate::schedule::Schedule;
@@ -233,12 +234,18 @@ impl Corruption for GaussianSoftCorruption {
 
     fn loss(
         &self,
-        model: &DiffusionTransformer,
+        model: &dyn LossModel,
         clean: &CleanBatch,
         training_step: usize,
         rng: &mut StdRng,
         device: &Device,
-    ) -> Tensor<1> {
+    ) -> Result<Tensor<1>> {
+        let model = model.transformer().ok_or_else(|| {
+            FlowError::config(
+                "corruption.kind",
+                "gaussian_soft feeds soft token embeddings to FlowLM's own transformer; a pretrained family trains with mask, mask_and_substitute or uniform",
+            )
+        })?;
         let temperature = self.temperature.at(training_step);
         let (soft, times, corrupted) = self.soft_input(clean, temperature, rng);
         let (batch, length, vocab) = (clean.batch, clean.length, self.vocabulary.size);
@@ -253,6 +260,6 @@ impl Corruption for GaussianSoftCorruption {
         let per_position = symmetric_kl_to_one_hot(logits, &corrupted.targets, device);
         let weights =
             Tensor::<2>::from_data(TensorData::new(corrupted.weights, [batch, length]), device);
-        (per_position * weights).sum()
+        Ok((per_position * weights).sum())
     }
 }

@@ -17,7 +17,8 @@ pub use mask::{MaskCorruption, TimeSampling};
 pub use substitute::MaskAndSubstitute;
 pub use uniform::UniformCorruption;
 
-use crate::model::DiffusionTransformer;
+use crate::error::Result;
+use crate::model::LossModel;
 use crate::random::StdRng;
 use crate::schedule::Schedule;
 use crate::vocabulary::Vocabulary;
@@ -93,12 +94,12 @@ pub trait Corruption: Send + Sync {
     /// `corrupt`; corruptions with another input or objective (soft tokens) override this.
     fn loss(
         &self,
-        model: &DiffusionTransformer,
+        model: &dyn LossModel,
         clean: &CleanBatch,
         training_step: usize,
         rng: &mut StdRng,
         device: &Device,
-    ) -> Tensor<1> {
+    ) -> Result<Tensor<1>> {
         let _ = training_step;
         let corrupted = self.corrupt(clean, rng);
         crate::objective::token_cross_entropy(model, &corrupted, clean.batch, clean.length, device)

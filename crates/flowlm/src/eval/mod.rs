@@ -88,7 +88,7 @@ pub fn likelihood(
         seed,
         device,
         on_batch,
-    );
+    )?;
     let tokens = sequences.len() * length;
     // Bytes covered by the scored rows, in proportion to the tokens they hold.
     let bytes = (text_bytes as f64 * tokens as f64 / total_tokens.max(1) as f64).round() as usize;

@@ -2,6 +2,7 @@
 
 use crate::canvas::Canvas;
 use crate::corruption::{CleanBatch, MaskCorruption, TimeSampling};
+use crate::error::Result;
 use crate::model::{Denoiser, DiffusionTransformerConfig, stable_parameter_ids};
 use crate::random::rng_for;
 use crate::sampler::{LladaSampler, Sampler};
@@ -70,7 +71,7 @@ pub fn bench_train(
     warmup: usize,
     shards: usize,
     device: &Device,
-) -> Throughput {
+) -> Result<Throughput> {
     let train_device = device.clone().autodiff();
     train_device.seed(0);
     let mut model = stable_parameter_ids(config.init(&train_device));
@@ -97,16 +98,16 @@ pub fn bench_train(
             1.0,
             |shard| rng_for(0, (step * shards + shard) as u64),
             &train_device,
-        );
+        )?;
         model = optimizer.step(1e-4, model, gradients);
     }
     let (seconds, cpu_seconds) = timed.map_or((0.0, 0.0), |t| t.stop());
-    Throughput {
+    Ok(Throughput {
         tokens_per_second: (steps * batch * length) as f64 / seconds.max(1e-9),
         seconds,
         iterations: steps,
         cpu_seconds,
-    }
+    })
 }
 
 /// What `bench_generate` measured, and the last generation's answer (row 0) for comparison

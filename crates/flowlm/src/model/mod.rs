@@ -8,6 +8,7 @@ pub mod kv_cache;
 pub mod open;
 pub mod saved;
 pub mod saved_defaults;
+mod trainable;
 pub mod weights;
 pub use initialization::seeded_init;
 
@@ -17,6 +18,7 @@ pub use diffusion_transformer::{
 };
 pub use kv_cache::{CacheMode, CachePass, KvCache};
 pub use saved::{FlowlmMetadata, ModelDenoiser, SavedModel, stable_parameter_ids};
+pub use trainable::LossModel;
 
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};

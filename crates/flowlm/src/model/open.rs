@@ -31,6 +31,18 @@ struct ModelType {
     model_type: Option<String>,
 }
 
+/// The `model_type` of a pretrained checkpoint's `config.json` text (read from `path`).
+pub fn model_type(config: &str, path: &Path) -> Result<String> {
+    let model_type: ModelType = serde_json::from_str(config).map_err(|e| FlowError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    model_type.model_type.ok_or_else(|| FlowError::Model {
+        path: path.to_path_buf(),
+        message: format!("no model_type, and no {METADATA_FILE}: not a model FlowLM knows"),
+    })
+}
+
 impl OpenedModel {
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
         if dir.join(METADATA_FILE).is_file() {
@@ -50,16 +62,7 @@ impl OpenedModel {
             SavedModel::load(dir, device)?;
         }
         let config = crate::io::read_to_string(&config_path)?;
-        let model_type: ModelType =
-            serde_json::from_str(&config).map_err(|e| FlowError::Parse {
-                path: config_path.clone(),
-                message: e.to_string(),
-            })?;
-        let model_type = model_type.model_type.ok_or_else(|| FlowError::Model {
-            path: config_path.clone(),
-            message: format!("no model_type, and no {METADATA_FILE}: not a model FlowLM knows"),
-        })?;
-        let family = family(&model_type)?;
+        let family = family(&model_type(&config, &config_path)?)?;
         let network = (family.load)(&config, &Weights::open(dir)?, device)?;
         let tokenizer_path = dir.join(TOKENIZER_FILE);
         if !tokenizer_path.is_file() {

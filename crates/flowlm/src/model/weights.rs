@@ -3,6 +3,10 @@
 //! tensors become f32 tensors on the device, except the large matrices ([`Weights::matrix`]),
 //! which keep a 16-bit checkpoint's precision in memory. A missing shard, a missing tensor, a tensor of the
 //! wrong shape or an unsupported dtype is an error that names the tensor and the file.
+//!
+//! The same interface also serves tensors already in memory ([`Weights::from_tensors`]): fine-
+//! tuning builds a family's network from its trainable parameters through it, so a family's
+//! loading code is the one path for files and for training.
 
 use crate::error::{FlowError, Result};
 use burn::tensor::{DType, Device, Tensor, TensorCreationOptions, TensorData};
@@ -15,10 +19,12 @@ use std::path::{Path, PathBuf};
 pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
-/// The memory-mapped weight files of one checkpoint directory, their headers read once.
+/// The memory-mapped weight files of one checkpoint directory, their headers read once; or
+/// named tensors in memory.
 pub struct Weights {
     files: Vec<(PathBuf, Mmap)>,
     tensors: HashMap<String, Entry>,
+    in_memory: HashMap<String, (Vec<usize>, Tensor<1>)>,
 }
 
 /// Where one tensor lies: its file (index into `files`), dtype, shape and byte range.
@@ -94,11 +100,57 @@ impl Weights {
             }
             files.push((path, map));
         }
-        Ok(Self { files, tensors })
+        Ok(Self {
+            files,
+            tensors,
+            in_memory: HashMap::new(),
+        })
+    }
+
+    /// Named tensors in memory, each flattened with its shape; reads return them reshaped
+    /// (the same tensors, so gradients flow back to them).
+    pub fn from_tensors(tensors: HashMap<String, (Vec<usize>, Tensor<1>)>) -> Self {
+        Self {
+            files: Vec::new(),
+            tensors: HashMap::new(),
+            in_memory: tensors,
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.tensors.contains_key(name) || self.in_memory.contains_key(name)
+    }
+
+    /// The names of the file's floating-point tensors (the parameters; integer buffers such
+    /// as BERT's `position_ids` are not), sorted.
+    pub fn float_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tensors
+            .iter()
+            .filter(|(_, entry)| matches!(entry.info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16))
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The tensor `name` in memory, checked against `shape`.
+    fn memory_tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Option<Result<Tensor<D>>> {
+        let (stored, tensor) = self.in_memory.get(name)?;
+        Some(if stored.as_slice() == shape.as_slice() {
+            Ok(tensor.clone().reshape(shape))
+        } else {
+            Err(FlowError::Model {
+                path: PathBuf::from("(parameters in memory)"),
+                message: format!(
+                    "tensor `{name}` has shape {stored:?}; config.json implies {shape:?}"
+                ),
+            })
+        })
     }
 
     /// The matrix `name` (a linear layer's weight or an embedding table), checked against
@@ -106,6 +158,9 @@ impl Weights {
     /// device (half the memory: an 8B model in 16 GB), and a product widens it to f32 exactly
     /// when it reads it ([`crate::model::families`]'s `Matrix`); other dtypes become f32.
     pub fn matrix(&self, name: &str, shape: [usize; 2], device: &Device) -> Result<Tensor<2>> {
+        if let Some(tensor) = self.memory_tensor(name, shape) {
+            return tensor;
+        }
         let (entry, bytes) = self.entry(name, &shape)?;
         let options = |dtype| TensorCreationOptions::new(device.clone()).with_dtype(dtype);
         Ok(match entry.info.dtype {
@@ -128,8 +183,32 @@ impl Weights {
         shape: [usize; D],
         device: &Device,
     ) -> Result<Tensor<D>> {
-        let (entry, bytes) = self.entry(name, &shape)?;
-        let values: Vec<f32> = match entry.info.dtype {
+        if let Some(tensor) = self.memory_tensor(name, shape) {
+            return tensor;
+        }
+        let values = self.f32_values(name, &shape)?;
+        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    }
+
+    /// The file tensor `name` flattened, as f32 on `device`, with its stored shape.
+    pub fn flat(&self, name: &str, device: &Device) -> Result<(Vec<usize>, Tensor<1>)> {
+        let shape = self
+            .tensors
+            .get(name)
+            .map(|entry| entry.info.shape.clone())
+            .unwrap_or_default();
+        let values = self.f32_values(name, &shape)?;
+        let count = values.len();
+        Ok((
+            shape,
+            Tensor::from_data(TensorData::new(values, [count]), device),
+        ))
+    }
+
+    /// The values of the file tensor `name`, checked against `shape`, widened to f32.
+    fn f32_values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (entry, bytes) = self.entry(name, shape)?;
+        Ok(match entry.info.dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -144,8 +223,7 @@ impl Weights {
                     ),
                 });
             }
-        };
-        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+        })
     }
 
     /// The entry of tensor `name` and its bytes, checked against `shape`.

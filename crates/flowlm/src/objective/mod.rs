@@ -81,41 +81,29 @@ impl ViewScale {
 }
 
 /// The default loss of a token-level corruption: weighted cross-entropy of the model's logits on
-/// the corrupted ids.
-///
-/// The output head and the softmax run only at scored positions (weight != 0): the others add
-/// nothing to the loss, and for the masked objective they are about half of the canvas, while
-/// the `[positions, vocab]` head and log-softmax are the largest single cost of a step.
+/// the corrupted ids, computed only at scored positions (weight != 0): the others add nothing.
 pub fn token_cross_entropy(
-    model: &crate::model::DiffusionTransformer,
+    model: &dyn crate::model::LossModel,
     corrupted: &CorruptedBatch,
     rows: usize,
     length: usize,
     device: &Device,
-) -> Tensor<1> {
+) -> crate::error::Result<Tensor<1>> {
     let (ids, time) = input_tensors(corrupted, rows, length, device);
-    let positions = crate::model::default_positions(rows, length, device);
-    let hidden = model.hidden_states(
-        crate::model::DenoiserInput::Tokens(ids),
-        positions,
-        Some(time),
-        None,
-    );
-    let width = hidden.dims()[2];
-    let hidden = hidden.reshape([rows * length, width]);
     let scored: Vec<usize> = (0..rows * length)
         .filter(|&i| corrupted.weights[i] != 0.0)
         .collect();
     if scored.is_empty() {
-        // Nothing scored: a zero loss that still belongs to the graph.
-        return hidden.sum().mul_scalar(0.0);
+        // Nothing scored: a zero loss that still belongs to the graph (backward needs one).
+        let first = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64], [1]), device);
+        return Ok(model.scored_logits(ids, time, first)?.sum().mul_scalar(0.0));
     }
     let n = scored.len();
     let index = Tensor::<1, Int>::from_data(
         TensorData::new(scored.iter().map(|&i| i as i64).collect(), [n]),
         device,
     );
-    let logits = model.output_logits(hidden.select(0, index));
+    let logits = model.scored_logits(ids, time, index)?;
     let targets: Vec<i64> = scored
         .iter()
         .map(|&i| corrupted.targets[i] as i64)
@@ -129,10 +117,10 @@ pub fn token_cross_entropy(
         device,
     );
     let vocab = logits.dims()[1];
-    weighted_cross_entropy(
+    Ok(weighted_cross_entropy(
         logits.reshape([1, n, vocab]),
         targets,
         weights,
         corrupted.normalizer,
-    )
+    ))
 }

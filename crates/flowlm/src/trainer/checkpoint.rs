@@ -3,8 +3,6 @@
 //! rename, so an interruption at any moment leaves the previous checkpoint intact.
 
 use crate::error::{FlowError, Result};
-use crate::model::{DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, SavedModel};
-use crate::tokenizer::Tokenizer;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -28,35 +26,26 @@ pub fn checkpoint_path(run: &Path) -> PathBuf {
     run.join(CHECKPOINT_DIR)
 }
 
-pub struct CheckpointParts<'a> {
-    pub config: &'a DiffusionTransformerConfig,
-    pub metadata: &'a FlowlmMetadata,
-    pub tokenizer: &'a Tokenizer,
-    pub model: &'a DiffusionTransformer,
-    pub optimizer: &'a ModuleOptimizer,
-    pub state: &'a TrainerState,
-}
-
-pub fn write_checkpoint(run: &Path, parts: &CheckpointParts<'_>) -> Result<()> {
+/// Writes `RUN/checkpoint`: the model directory `write_model` writes into the staging
+/// directory, the optimizer state and `state`.
+pub fn write_checkpoint(
+    run: &Path,
+    write_model: &dyn Fn(&Path) -> Result<()>,
+    optimizer: &ModuleOptimizer,
+    state: &TrainerState,
+) -> Result<()> {
     let staging = run.join(".checkpoint.tmp");
     let previous = run.join(".checkpoint.old");
     let target = checkpoint_path(run);
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| FlowError::io(&staging, e))?;
     }
-    SavedModel::save_parts(
-        &staging,
-        parts.config,
-        parts.metadata,
-        parts.tokenizer,
-        parts.model,
-    )?;
+    write_model(&staging)?;
     let optimizer_path = staging.join(OPTIMIZER_FILE);
-    parts
-        .optimizer
+    optimizer
         .save(&optimizer_path)
         .map_err(|e| FlowError::Checkpoint(format!("{}: {e:?}", optimizer_path.display())))?;
-    crate::io::write_json(&staging.join(STATE_FILE), parts.state)?;
+    crate::io::write_json(&staging.join(STATE_FILE), state)?;
     if target.exists() {
         if previous.exists() {
             std::fs::remove_dir_all(&previous).map_err(|e| FlowError::io(&previous, e))?;

@@ -13,7 +13,8 @@
 
 use crate::corruption::{CleanBatch, Corruption};
 use crate::cpu::{compute_threads, parallel_map};
-use crate::model::DiffusionTransformer;
+use crate::error::Result;
+use crate::model::LossModel;
 use crate::random::StdRng;
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -42,37 +43,39 @@ pub fn rows_of(clean: &CleanBatch, range: std::ops::Range<usize>) -> CleanBatch 
 ///
 /// `loss` must already carry each shard's share of the batch (e.g. rows / batch rows), so that
 /// the sum is the batch's loss. Shards run on up to `threads` threads.
-pub fn sharded_gradients<F>(
-    model: &DiffusionTransformer,
+pub fn sharded_gradients<M, F>(
+    model: &M,
     shards: usize,
     threads: usize,
     loss: F,
-) -> (GradientsParams, f64)
+) -> Result<(GradientsParams, f64)>
 where
-    F: Fn(&DiffusionTransformer, usize) -> Tensor<1> + Sync,
+    M: Module + Send + Sync,
+    F: Fn(&M, usize) -> Result<Tensor<1>> + Sync,
 {
     let device = model.devices().into_iter().next();
-    let replicas: Vec<(usize, DiffusionTransformer)> = (0..shards)
+    let replicas: Vec<(usize, M)> = (0..shards)
         .map(|shard| match &device {
             Some(device) => (shard, model.clone().fork(device)),
             None => (shard, model.clone()),
         })
         .collect();
     let results = parallel_map(replicas, threads, |(shard, replica)| {
-        let value = loss(&replica, shard);
+        let value = loss(&replica, shard)?;
         let scalar = value.clone().into_scalar::<f32>() as f64;
-        (
+        Ok((
             GradientsParams::from_grads(value.backward(), &replica),
             scalar,
-        )
+        ))
     });
-    let mut accumulator = GradientsAccumulator::<DiffusionTransformer>::new();
+    let mut accumulator = GradientsAccumulator::<M>::new();
     let mut total = 0.0;
-    for (gradients, value) in results {
+    for result in results {
+        let (gradients, value) = result?;
         accumulator.accumulate(model, gradients);
         total += value;
     }
-    (accumulator.grads(), total)
+    Ok((accumulator.grads(), total))
 }
 
 /// Gradients and loss of `corruption`'s loss on one clean batch, split into up to `shards`
@@ -80,8 +83,8 @@ where
 /// rows times `scale` (1 / gradient accumulation in the trainer); `rng(shard)` is the shard's
 /// corruption stream.
 #[allow(clippy::too_many_arguments)]
-pub fn batch_gradients(
-    model: &DiffusionTransformer,
+pub fn batch_gradients<M: Module + LossModel + Send>(
+    model: &M,
     corruption: &dyn Corruption,
     clean: &CleanBatch,
     training_step: usize,
@@ -89,14 +92,14 @@ pub fn batch_gradients(
     scale: f64,
     rng: impl Fn(usize) -> StdRng + Sync,
     device: &Device,
-) -> (GradientsParams, f64) {
+) -> Result<(GradientsParams, f64)> {
     let ranges = shard_rows(clean.batch, shards);
     sharded_gradients(model, ranges.len(), compute_threads(), |replica, shard| {
         let rows = rows_of(clean, ranges[shard].clone());
         let share = scale * rows.batch as f64 / clean.batch as f64;
         let mut shard_rng = rng(shard);
-        corruption
-            .loss(replica, &rows, training_step, &mut shard_rng, device)
-            .mul_scalar(share)
+        Ok(corruption
+            .loss(replica, &rows, training_step, &mut shard_rng, device)?
+            .mul_scalar(share))
     })
 }

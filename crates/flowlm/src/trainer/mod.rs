@@ -26,9 +26,10 @@ use crate::canvas::Canvas;
 use crate::corruption::{CleanBatch, Corruption};
 use crate::data::{PackedDataset, Sequence, pack, tokenize_cached};
 use crate::error::{FlowError, Result};
+use crate::model::families::FamilyParameters;
 use crate::model::{
-    DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, ModelDenoiser,
-    saved::load_weights, seeded_init, stable_parameter_ids,
+    Denoiser, DiffusionTransformer, DiffusionTransformerConfig, FlowlmMetadata, LossModel,
+    ModelDenoiser, saved::load_weights, seeded_init, stable_parameter_ids,
 };
 use crate::random::{permutation, rng_for};
 use crate::recipe::{Recipe, TokenizerKind, TokenizerSection};
@@ -36,7 +37,7 @@ use crate::tokenizer::{SimpleTokenizer, SimpleUnit, Tokenizer, train_byte_level_
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, ModuleOptimizer};
 use burn::tensor::Device;
-use checkpoint::{CheckpointParts, load_optimizer, write_checkpoint};
+use checkpoint::{load_optimizer, write_checkpoint};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 use std::io::Write;
@@ -63,6 +64,10 @@ pub struct TrainOptions {
     pub force: bool,
     /// The plain device; the trainer adds autodiff.
     pub device: Device,
+    /// A model directory to start from instead of the recipe's fresh model: a FlowLM model
+    /// (its config and tokenizer replace the recipe's `[model]` and `[tokenizer]`) or a
+    /// pretrained family's checkpoint (fine-tuning). Ignored when resuming.
+    pub init: Option<PathBuf>,
     pub show_progress: bool,
     pub interrupt: Arc<AtomicBool>,
 }
@@ -210,16 +215,13 @@ fn maybe_shorten(
 }
 
 /// "Loss of RUN: MODEL on DATA" for `loss.png`.
-fn loss_plot_title(run: &Path, recipe: &Recipe) -> String {
+fn loss_plot_title(run: &Path, recipe: &Recipe, model: &str) -> String {
     let name = run
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| run.display().to_string());
-    let m = &recipe.model;
     format!(
-        "{name}: hidden {} x {} layers, `{}` on {}",
-        m.hidden_size,
-        m.num_hidden_layers,
+        "{name}: {model}, `{}` on {}",
         recipe.corruption.name(),
         recipe.data.path.display()
     )
@@ -227,19 +229,19 @@ fn loss_plot_title(run: &Path, recipe: &Recipe) -> String {
 
 /// The loss of one corrupted batch on `device` (a scalar tensor, differentiable when the model is).
 pub fn batch_loss(
-    model: &DiffusionTransformer,
+    model: &dyn LossModel,
     corruption: &dyn Corruption,
     clean: &CleanBatch,
     training_step: usize,
     rng: &mut crate::random::StdRng,
     device: &Device,
-) -> burn::tensor::Tensor<1> {
+) -> Result<burn::tensor::Tensor<1>> {
     corruption.loss(model, clean, training_step, rng, device)
 }
 
 /// Mean loss over `sequences` in batches, `repeats` Monte-Carlo passes, draws keyed by `seed`.
 pub fn mean_loss(
-    model: &DiffusionTransformer,
+    model: &dyn LossModel,
     corruption: &dyn Corruption,
     sequences: &[Sequence],
     batch_size: usize,
@@ -247,7 +249,7 @@ pub fn mean_loss(
     seed: u64,
     device: &Device,
     mut on_batch: impl FnMut(),
-) -> f64 {
+) -> Result<f64> {
     let mut total = 0.0;
     let mut count = 0usize;
     for repeat in 0..repeats {
@@ -261,14 +263,14 @@ pub fn mean_loss(
                 seed,
                 VALIDATION_STREAM + (repeat * 1_000_003 + index) as u64,
             );
-            let loss = batch_loss(model, corruption, &clean, usize::MAX, &mut rng, device)
+            let loss = batch_loss(model, corruption, &clean, usize::MAX, &mut rng, device)?
                 .into_scalar::<f32>() as f64;
             total += loss * chunk.len() as f64;
             count += chunk.len();
             on_batch();
         }
     }
-    total / count.max(1) as f64
+    Ok(total / count.max(1) as f64)
 }
 
 /// Appends one record to `metrics.jsonl`; a failed write stops the run (a run whose metrics
@@ -343,13 +345,12 @@ pub fn perplexity_note(corruption: &crate::corruption::CorruptionConfig, loss: f
 /// A short generation shown during training.
 /// It uses the corruption's own sampler with one step per token.
 pub fn training_sample(
-    model: &DiffusionTransformer,
+    denoiser: &dyn Denoiser,
     tokenizer: &Tokenizer,
     corruption: &crate::corruption::CorruptionConfig,
     prompt: &str,
     length: usize,
     seed: u64,
-    device: &Device,
 ) -> Result<String> {
     let special = tokenizer.special();
     let mut prompt_ids = tokenizer.encode(prompt)?;
@@ -358,7 +359,7 @@ pub fn training_sample(
         prompt_ids.push(special.eos);
     }
     let mut canvas = Canvas::new(&[prompt_ids], length, special.mask, special.pad)?;
-    let vocabulary = crate::vocabulary::Vocabulary::for_tokenizer(tokenizer, model.vocab_size());
+    let vocabulary = crate::vocabulary::Vocabulary::for_tokenizer(tokenizer, denoiser.vocab_size());
     let settings = crate::sampler::SamplerSettings {
         steps: length,
         block_length: length,
@@ -370,17 +371,33 @@ pub fn training_sample(
         corruption,
         &vocabulary,
     )?;
-    let denoiser = ModelDenoiser {
-        model: model.clone(),
-        device: device.clone(),
-    };
     sampler.run(
-        &denoiser,
+        denoiser,
         &mut canvas,
         &mut rng_for(seed, SAMPLE_STREAM),
         &mut |_, _| {},
     )?;
     Ok(format!("{prompt}{}", tokenizer.decode(canvas.response(0))?))
+}
+
+/// Where a run's weights come from.
+enum Start {
+    /// FlowLM's transformer as the recipe's `[model]` section shapes it, seeded.
+    Fresh,
+    /// A FlowLM model directory (`--init`) or a FlowLM run's checkpoint (`--resume`).
+    Flowlm(PathBuf),
+    /// A pretrained family's checkpoint (`--init`) or a fine-tuning run's checkpoint.
+    Family(PathBuf),
+}
+
+impl Start {
+    fn of(dir: Option<PathBuf>) -> Self {
+        match dir {
+            None => Start::Fresh,
+            Some(dir) if crate::model::families::is_pretrained(&dir) => Start::Family(dir),
+            Some(dir) => Start::Flowlm(dir),
+        }
+    }
 }
 
 pub fn train(
@@ -395,47 +412,223 @@ pub fn train(
             format!("{} is a file, not a run directory", run.display()),
         ));
     }
+    if let Some(init) = &options.init {
+        if !init.is_dir() {
+            return Err(FlowError::argument(
+                "--init",
+                format!(
+                    "{} is not a model directory (give a FlowLM model or a pretrained checkpoint)",
+                    init.display()
+                ),
+            ));
+        }
+        if same_directory(init, run) {
+            return Err(FlowError::argument(
+                "--init",
+                format!(
+                    "{} is also --out; a run never writes into its input",
+                    init.display()
+                ),
+            ));
+        }
+    }
     std::fs::create_dir_all(run).map_err(|e| FlowError::io(run, e))?;
     let _lock = run_lock::RunLock::acquire(run)?;
     if !options.resume {
         prepare_new_run(run, options.force)?;
     }
-    let t = &recipe.training;
-    let resume_from = if options.resume {
-        Some(find_checkpoint(run)?)
+    let start = if options.resume {
+        Start::of(Some(find_checkpoint(run)?))
     } else {
-        None
+        Start::of(options.init.clone())
     };
+    match start {
+        Start::Fresh | Start::Flowlm(_) => train_flowlm(recipe, options, &start, log),
+        Start::Family(dir) => train_family(recipe, options, &dir, log),
+    }
+}
 
-    let tokenizer = match &resume_from {
-        Some(dir) => Tokenizer::from_file(&dir.join(crate::model::saved::TOKENIZER_FILE))?,
-        None => {
+fn same_directory(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Trains FlowLM's own transformer: from scratch, from `--init`, or resumed.
+fn train_flowlm(
+    recipe: &Recipe,
+    options: &TrainOptions,
+    start: &Start,
+    log: &mut dyn FnMut(&str),
+) -> Result<TrainOutcome> {
+    let run = &options.run_dir;
+    let (tokenizer, config, weights) = match start {
+        Start::Flowlm(dir) => {
+            let saved = crate::model::SavedModel::load(dir, &options.device)?;
+            if saved.config.max_position_embeddings < recipe.data.sequence_length {
+                return Err(FlowError::config(
+                    "data.sequence_length",
+                    format!(
+                        "{} exceeds the {} positions of the model in {}",
+                        recipe.data.sequence_length,
+                        saved.config.max_position_embeddings,
+                        dir.display()
+                    ),
+                ));
+            }
+            let weights = dir.join(crate::model::saved::WEIGHTS_FILE);
+            (saved.tokenizer, saved.config, Some(weights))
+        }
+        _ => {
             log(&format!(
                 "building the {:?} tokenizer",
                 recipe.tokenizer.kind
             ));
-            build_tokenizer(
+            let tokenizer = build_tokenizer(
                 &recipe.tokenizer,
                 &recipe.data.path,
                 &recipe.data.exclude,
                 run,
-            )?
+            )?;
+            let config = model_config(recipe, tokenizer.vocab_size());
+            config.validate()?;
+            (tokenizer, config, None)
         }
     };
     let special = tokenizer.special();
+    let dataset = prepare_data(recipe, &tokenizer, special.eos, log)?;
+    let metadata = FlowlmMetadata {
+        format_version: crate::model::saved::FORMAT_VERSION,
+        mask_token_id: special.mask,
+        pad_token_id: special.pad,
+        eos_token_id: special.eos,
+        corruption: recipe.corruption.clone(),
+        sampler_defaults: recipe.sampler.clone(),
+        sequence_length: recipe.data.sequence_length,
+        training: serde_json::Value::Null,
+    };
+    let train_device = options.device.clone().autodiff();
+    let model = match weights {
+        Some(path) => load_weights(config.init(&train_device), &path)?,
+        None => stable_parameter_ids(seeded_init(
+            config.init(&train_device),
+            recipe.training.seed,
+            config.initializer_range,
+        )),
+    };
+    let description = match start {
+        Start::Flowlm(dir) if !options.resume => format!("init {}", dir.display()),
+        _ => format!(
+            "hidden {} x {} layers",
+            config.hidden_size, config.num_hidden_layers
+        ),
+    };
+    let vocabulary = crate::vocabulary::Vocabulary::for_tokenizer(&tokenizer, config.vocab_size);
+    let steps = Steps {
+        recipe,
+        options,
+        tokenizer: &tokenizer,
+        dataset: &dataset,
+        vocabulary,
+        description,
+    };
+    let write_model = |model: &DiffusionTransformer, state: &TrainerState, dir: &Path| {
+        let mut metadata = metadata.clone();
+        metadata.training = serde_json::json!({
+            "steps": state.step,
+            "tokens_seen": state.tokens_seen,
+            "validation_loss": state.validation_losses.last().map(|v| v.1),
+            "elapsed_seconds": state.elapsed_seconds,
+        });
+        crate::model::SavedModel::save_parts(dir, &config, &metadata, &tokenizer, model)
+    };
+    let denoiser = |model: &DiffusionTransformer, device: &Device| -> Result<Box<dyn Denoiser>> {
+        Ok(Box::new(ModelDenoiser {
+            model: model.clone(),
+            device: device.clone(),
+        }))
+    };
+    steps.run(model, &write_model, &denoiser, log)
+}
+
+/// Fine-tunes a pretrained family's checkpoint (`--init`), or resumes such a run.
+fn train_family(
+    recipe: &Recipe,
+    options: &TrainOptions,
+    dir: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<TrainOutcome> {
+    use crate::corruption::CorruptionConfig as C;
+    if matches!(
+        recipe.corruption,
+        C::GaussianSoft { .. } | C::Autoregressive
+    ) {
+        return Err(FlowError::config(
+            "corruption.kind",
+            format!(
+                "`{}` cannot fine-tune a pretrained family (soft tokens need FlowLM's own embeddings; the families attend both ways); use mask, mask_and_substitute or uniform",
+                recipe.corruption.name()
+            ),
+        ));
+    }
+    // The opened checkpoint gives the tokenizer, the special ids (config.json's mask id
+    // included) and the context; training then runs on its own trainable copy of the weights.
+    let opened = crate::model::open::OpenedModel::open(dir, &options.device)?;
+    if opened.context_length < recipe.data.sequence_length {
+        return Err(FlowError::config(
+            "data.sequence_length",
+            format!(
+                "{} exceeds the {}-position context of {}",
+                recipe.data.sequence_length,
+                opened.context_length,
+                dir.display()
+            ),
+        ));
+    }
+    let tokenizer = opened.tokenizer;
+    let metadata = opened.metadata;
+    let vocab_size = opened.denoiser.vocab_size();
+    drop(opened.denoiser);
+    let dataset = prepare_data(recipe, &tokenizer, metadata.eos_token_id, log)?;
+    let model = FamilyParameters::open(dir, &options.device.clone().autodiff())?;
+    let mut special = tokenizer.special_ids();
+    special.extend(tokenizer.vocab_size() as u32..vocab_size as u32);
+    let vocabulary =
+        crate::vocabulary::Vocabulary::new(vocab_size, metadata.mask_token_id, &special);
+    let steps = Steps {
+        recipe,
+        options,
+        tokenizer: &tokenizer,
+        dataset: &dataset,
+        vocabulary,
+        description: format!("fine-tuning {}", dir.display()),
+    };
+    let write_model = |model: &FamilyParameters, _: &TrainerState, dir: &Path| model.save(dir);
+    let denoiser = |model: &FamilyParameters, device: &Device| model.denoiser(device);
+    steps.run(model, &write_model, &denoiser, log)
+}
+
+/// Tokenizes (or reads from the cache) and packs the recipe's data.
+fn prepare_data(
+    recipe: &Recipe,
+    tokenizer: &Tokenizer,
+    eos: u32,
+    log: &mut dyn FnMut(&str),
+) -> Result<PackedDataset> {
     let cache = recipe.data.cache.then(crate::data::cache_directory);
     let (documents, cached) = tokenize_cached(
         &recipe.data.path,
         &recipe.data.exclude,
-        &tokenizer,
+        tokenizer,
         cache.as_deref(),
     )?;
     let dataset = pack(
         &documents,
         recipe.data.sequence_length,
-        special.eos,
+        eos,
         recipe.data.validation_fraction,
-        t.seed,
+        recipe.training.seed,
     )?;
     log(&format!(
         "data: {} train rows, {} validation rows of {} tokens ({})",
@@ -448,269 +641,259 @@ pub fn train(
             "tokenized"
         }
     ));
+    Ok(dataset)
+}
 
-    let config = model_config(recipe, tokenizer.vocab_size());
-    config.validate()?;
-    let metadata = FlowlmMetadata {
-        format_version: crate::model::saved::FORMAT_VERSION,
-        mask_token_id: special.mask,
-        pad_token_id: special.pad,
-        eos_token_id: special.eos,
-        corruption: recipe.corruption.clone(),
-        sampler_defaults: recipe.sampler.clone(),
-        sequence_length: recipe.data.sequence_length,
-        training: serde_json::Value::Null,
-    };
-    let train_device = options.device.clone().autodiff();
-    let mut optimizer: ModuleOptimizer = AdamWConfig::new()
-        .with_weight_decay(t.weight_decay as f32)
-        .with_epsilon(1e-8)
-        .init();
-    let (mut model, mut state) = match &resume_from {
-        Some(dir) => {
-            let model = load_weights(
-                config.init(&train_device),
-                &dir.join(crate::model::saved::WEIGHTS_FILE),
-            )?;
-            optimizer = load_optimizer(optimizer, dir)?;
+/// Everything the training steps read besides the model: the same for every kind of model.
+struct Steps<'a> {
+    recipe: &'a Recipe,
+    options: &'a TrainOptions,
+    tokenizer: &'a Tokenizer,
+    dataset: &'a PackedDataset,
+    vocabulary: crate::vocabulary::Vocabulary,
+    /// What is trained, for the loss plot's title.
+    description: String,
+}
+
+type WriteModel<'a, M> = dyn Fn(&M, &TrainerState, &Path) -> Result<()> + 'a;
+type MakeDenoiser<'a, M> = dyn Fn(&M, &Device) -> Result<Box<dyn Denoiser>> + 'a;
+
+impl Steps<'_> {
+    /// The training loop: from the checkpoint when resuming (weights, optimizer, state), else
+    /// from `model` at step 0.
+    fn run<M: Module + LossModel + Send + Sync>(
+        &self,
+        model: M,
+        write_model: &WriteModel<'_, M>,
+        make_denoiser: &MakeDenoiser<'_, M>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<TrainOutcome> {
+        let (recipe, options, t) = (self.recipe, self.options, &self.recipe.training);
+        let run = &options.run_dir;
+        let mut optimizer: ModuleOptimizer = AdamWConfig::new()
+            .with_weight_decay(t.weight_decay as f32)
+            .with_epsilon(1e-8)
+            .init();
+        let mut state = if options.resume {
+            let dir = find_checkpoint(run)?;
+            optimizer = load_optimizer(optimizer, &dir)?;
             let state: TrainerState = crate::io::read_json(&dir.join(checkpoint::STATE_FILE))?;
             log(&format!(
                 "resuming {} at step {}",
                 run.display(),
                 state.step
             ));
-            (model, state)
-        }
-        None => {
-            let model = stable_parameter_ids(seeded_init(
-                config.init(&train_device),
-                t.seed,
-                config.initializer_range,
-            ));
+            state
+        } else {
             crate::io::write_atomic(&run.join(RECIPE_FILE), recipe.to_toml()?.as_bytes())?;
-            let state = TrainerState {
+            TrainerState {
                 step: 0,
                 tokens_seen: 0,
                 elapsed_seconds: 0.0,
                 train_losses: Vec::new(),
                 validation_losses: Vec::new(),
-            };
-            (model, state)
-        }
-    };
-    log(&format!(
-        "model: {} parameters, corruption `{}`",
-        model.num_params(),
-        recipe.corruption.name()
-    ));
+            }
+        };
+        let mut model = model;
+        log(&format!(
+            "model: {} parameters ({}), corruption `{}`",
+            model.num_params(),
+            self.description,
+            recipe.corruption.name()
+        ));
+        let corruption = recipe.corruption.build(&self.vocabulary);
+        let evaluation = recipe.corruption.evaluation(&self.vocabulary);
+        let schedule = LearningRateSchedule {
+            peak: t.learning_rate,
+            warmup_steps: t.warmup_steps,
+            total_steps: t.max_steps,
+            final_ratio: t.final_learning_rate_ratio,
+        };
+        let mut order = DataOrder {
+            seed: t.seed,
+            size: self.dataset.train.len(),
+            cached_epoch: None,
+        };
+        let bar = if options.show_progress {
+            ProgressBar::new(t.max_steps as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_position(state.step as u64);
+        let started = Instant::now();
+        let elapsed_before = state.elapsed_seconds;
+        let mut window = (Instant::now(), 0u64);
+        let base_device = options.device.clone();
+        let train_device = options.device.clone().autodiff();
+        let save = |model: &M, optimizer: &ModuleOptimizer, state: &TrainerState| {
+            write_checkpoint(run, &|dir| write_model(model, state, dir), optimizer, state)
+        };
 
-    let vocabulary = crate::vocabulary::Vocabulary::for_tokenizer(&tokenizer, config.vocab_size);
-    let corruption = recipe.corruption.build(&vocabulary);
-    let evaluation = recipe.corruption.evaluation(&vocabulary);
-    let schedule = LearningRateSchedule {
-        peak: t.learning_rate,
-        warmup_steps: t.warmup_steps,
-        total_steps: t.max_steps,
-        final_ratio: t.final_learning_rate_ratio,
-    };
-    let mut order = DataOrder {
-        seed: t.seed,
-        size: dataset.train.len(),
-        cached_epoch: None,
-    };
-    let bar = if options.show_progress {
-        ProgressBar::new(t.max_steps as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_position(state.step as u64);
-    let started = Instant::now();
-    let elapsed_before = state.elapsed_seconds;
-    let mut window = (Instant::now(), 0u64);
-    let base_device = options.device.clone();
-    let save = |model: &DiffusionTransformer, optimizer: &ModuleOptimizer, state: &TrainerState| {
-        let mut metadata = metadata.clone();
-        metadata.training = serde_json::json!({
-            "steps": state.step,
-            "tokens_seen": state.tokens_seen,
-            "validation_loss": state.validation_losses.last().map(|v| v.1),
-            "elapsed_seconds": state.elapsed_seconds,
-        });
-        write_checkpoint(
-            run,
-            &CheckpointParts {
-                config: &config,
-                metadata: &metadata,
-                tokenizer: &tokenizer,
-                model,
-                optimizer,
-                state,
-            },
-        )
-    };
-
-    while state.step < t.max_steps {
-        if options.interrupt.load(Ordering::SeqCst) {
-            state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
-            save(&model, &optimizer, &state)?;
-            bar.abandon();
-            log(&format!(
-                "interrupted: checkpoint at step {} written; continue with --resume {}",
-                state.step,
-                run.display()
-            ));
-            return Ok(TrainOutcome {
-                state,
-                interrupted: true,
-                checkpoint: checkpoint_path(run),
-            });
-        }
-        let step = state.step;
-        let mut accumulator = GradientsAccumulator::<DiffusionTransformer>::new();
-        let mut loss_sum = 0.0f64;
-        let mut step_tokens = 0u64;
-        for micro in 0..t.gradient_accumulation {
-            let micro_index = step * t.gradient_accumulation + micro;
-            let indices = order.indices(micro_index * t.batch_size, t.batch_size);
-            let clean = PackedDataset::batch(&dataset.train, &indices);
-            let clean = maybe_shorten(
-                clean,
-                t.random_length_probability,
-                &mut rng_for(t.seed, LENGTH_STREAM + micro_index as u64),
-            );
-            step_tokens += (clean.batch * clean.length) as u64;
-            // One corruption stream per (micro-batch, shard); a single shard keeps the stream
-            // of the whole micro-batch.
-            let (gradients, loss) = data_parallel::batch_gradients(
-                &model,
-                corruption.as_ref(),
-                &clean,
-                step,
-                t.data_parallel_shards,
-                1.0 / t.gradient_accumulation as f64,
-                |shard| {
-                    let stream = micro_index * t.data_parallel_shards + shard;
-                    rng_for(t.seed, CORRUPTION_STREAM + stream as u64)
-                },
-                &train_device,
-            );
-            loss_sum += loss;
-            accumulator.accumulate(&model, gradients);
-        }
-        if !loss_sum.is_finite() {
-            return Err(FlowError::Checkpoint(format!(
-                "the loss became {loss_sum} at step {step}; lower training.learning_rate (the last checkpoint is intact)"
-            )));
-        }
-        let (gradients, gradient_norm) =
-            clip_global_norm(&model, accumulator.grads(), t.gradient_clip);
-        let learning_rate = schedule.at(step);
-        model = optimizer.step(learning_rate, model, gradients);
-        state.step += 1;
-        state.tokens_seen += step_tokens;
-        state.train_losses.push((state.step, loss_sum));
-        window.1 += step_tokens;
-        bar.inc(1);
-
-        if state.step % t.log_every == 0 || state.step == t.max_steps {
-            let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
-            let tokens_per_second = window.1 as f64 / seconds;
-            window = (Instant::now(), 0);
-            bar.set_message(format!(
-                "loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s"
-            ));
-            if !options.show_progress {
+        while state.step < t.max_steps {
+            if options.interrupt.load(Ordering::SeqCst) {
+                state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+                save(&model, &optimizer, &state)?;
+                bar.abandon();
                 log(&format!(
-                    "step {} loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s",
-                    state.step
+                    "interrupted: checkpoint at step {} written; continue with --resume {}",
+                    state.step,
+                    run.display()
                 ));
+                return Ok(TrainOutcome {
+                    state,
+                    interrupted: true,
+                    checkpoint: checkpoint_path(run),
+                });
             }
-            append_metric(
-                run,
-                serde_json::json!({
-                    "step": state.step, "loss": loss_sum, "learning_rate": learning_rate,
-                    "gradient_norm": gradient_norm, "tokens_per_second": tokens_per_second,
-                    "tokens_seen": state.tokens_seen,
-                }),
-            )?;
-        }
-        let last = state.step == t.max_steps;
-        // Without validation rows there is no validation loss to report (not a loss of 0).
-        let validate = !dataset.validation.is_empty()
-            && ((t.eval_every > 0 && state.step % t.eval_every == 0) || last);
-        if validate {
-            let plain = model.valid();
-            let validation = mean_loss(
-                &plain,
-                evaluation.as_ref(),
-                &dataset.validation[..dataset.validation.len().min(t.eval_batches * t.batch_size)],
-                t.batch_size,
-                1,
-                t.seed,
-                &base_device,
-                || {},
-            );
-            state.validation_losses.push((state.step, validation));
-            let line = format!(
-                "step {} validation loss {validation:.4}{}",
-                state.step,
-                perplexity_note(&recipe.corruption, validation)
-            );
-            bar.println(&line);
-            if !options.show_progress {
-                log(&line);
+            let step = state.step;
+            let mut accumulator = GradientsAccumulator::<M>::new();
+            let mut loss_sum = 0.0f64;
+            let mut step_tokens = 0u64;
+            for micro in 0..t.gradient_accumulation {
+                let micro_index = step * t.gradient_accumulation + micro;
+                let indices = order.indices(micro_index * t.batch_size, t.batch_size);
+                let clean = PackedDataset::batch(&self.dataset.train, &indices);
+                let clean = maybe_shorten(
+                    clean,
+                    t.random_length_probability,
+                    &mut rng_for(t.seed, LENGTH_STREAM + micro_index as u64),
+                );
+                step_tokens += (clean.batch * clean.length) as u64;
+                // One corruption stream per (micro-batch, shard); a single shard keeps the
+                // stream of the whole micro-batch.
+                let (gradients, loss) = data_parallel::batch_gradients(
+                    &model,
+                    corruption.as_ref(),
+                    &clean,
+                    step,
+                    t.data_parallel_shards,
+                    1.0 / t.gradient_accumulation as f64,
+                    |shard| {
+                        let stream = micro_index * t.data_parallel_shards + shard;
+                        rng_for(t.seed, CORRUPTION_STREAM + stream as u64)
+                    },
+                    &train_device,
+                )?;
+                loss_sum += loss;
+                accumulator.accumulate(&model, gradients);
             }
-            let mut record = serde_json::json!({
-                "step": state.step, "validation_loss": validation,
-            });
-            if let Some((name, value)) = perplexity_figure(&recipe.corruption, validation) {
-                record[name] = value.into();
+            if !loss_sum.is_finite() {
+                return Err(FlowError::Checkpoint(format!(
+                    "the loss became {loss_sum} at step {step}; lower training.learning_rate (the last checkpoint is intact)"
+                )));
             }
-            append_metric(run, record)?;
-        }
-        if (t.sample_every > 0 && state.step % t.sample_every == 0) || last {
-            let plain = model.valid();
-            let length = (recipe.data.sequence_length / 2).clamp(1, 48);
-            // A failed sample is reported, not fatal: it says nothing about the weights.
-            let line = match training_sample(
-                &plain,
-                &tokenizer,
-                &recipe.corruption,
-                &t.sample_prompt,
-                length,
-                t.seed,
-                &base_device,
-            ) {
-                Ok(text) => format!("sample @ {}: {}", state.step, text.replace('\n', " / ")),
-                Err(error) => format!("sample @ {} failed: {error}", state.step),
-            };
-            bar.println(&line);
-            if !options.show_progress {
-                log(&line);
+            let (gradients, gradient_norm) =
+                clip_global_norm(&model, accumulator.grads(), t.gradient_clip);
+            let learning_rate = schedule.at(step);
+            model = optimizer.step(learning_rate, model, gradients);
+            state.step += 1;
+            state.tokens_seen += step_tokens;
+            state.train_losses.push((state.step, loss_sum));
+            window.1 += step_tokens;
+            bar.inc(1);
+
+            if state.step % t.log_every == 0 || state.step == t.max_steps {
+                let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
+                let tokens_per_second = window.1 as f64 / seconds;
+                window = (Instant::now(), 0);
+                bar.set_message(format!(
+                    "loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s"
+                ));
+                if !options.show_progress {
+                    log(&format!(
+                        "step {} loss {loss_sum:.4} lr {learning_rate:.2e} {tokens_per_second:.0} tok/s",
+                        state.step
+                    ));
+                }
+                append_metric(
+                    run,
+                    serde_json::json!({
+                        "step": state.step, "loss": loss_sum, "learning_rate": learning_rate,
+                        "gradient_norm": gradient_norm, "tokens_per_second": tokens_per_second,
+                        "tokens_seen": state.tokens_seen,
+                    }),
+                )?;
+            }
+            let last = state.step == t.max_steps;
+            // Without validation rows there is no validation loss to report (not a loss of 0).
+            let validation_rows = &self.dataset.validation;
+            let validate = !validation_rows.is_empty()
+                && ((t.eval_every > 0 && state.step % t.eval_every == 0) || last);
+            if validate {
+                let plain = model.valid();
+                let validation = mean_loss(
+                    &plain,
+                    evaluation.as_ref(),
+                    &validation_rows[..validation_rows.len().min(t.eval_batches * t.batch_size)],
+                    t.batch_size,
+                    1,
+                    t.seed,
+                    &base_device,
+                    || {},
+                )?;
+                state.validation_losses.push((state.step, validation));
+                let line = format!(
+                    "step {} validation loss {validation:.4}{}",
+                    state.step,
+                    perplexity_note(&recipe.corruption, validation)
+                );
+                bar.println(&line);
+                if !options.show_progress {
+                    log(&line);
+                }
+                let mut record = serde_json::json!({
+                    "step": state.step, "validation_loss": validation,
+                });
+                if let Some((name, value)) = perplexity_figure(&recipe.corruption, validation) {
+                    record[name] = value.into();
+                }
+                append_metric(run, record)?;
+            }
+            if (t.sample_every > 0 && state.step % t.sample_every == 0) || last {
+                let length = (recipe.data.sequence_length / 2).clamp(1, 48);
+                // A failed sample is reported, not fatal: it says nothing about the weights.
+                let sample = make_denoiser(&model.valid(), &base_device).and_then(|denoiser| {
+                    training_sample(
+                        denoiser.as_ref(),
+                        self.tokenizer,
+                        &recipe.corruption,
+                        &t.sample_prompt,
+                        length,
+                        t.seed,
+                    )
+                });
+                let line = match sample {
+                    Ok(text) => format!("sample @ {}: {}", state.step, text.replace('\n', " / ")),
+                    Err(error) => format!("sample @ {} failed: {error}", state.step),
+                };
+                bar.println(&line);
+                if !options.show_progress {
+                    log(&line);
+                }
+            }
+            if (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0) || last {
+                state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
+                save(&model, &optimizer, &state)?;
             }
         }
-        if (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0) || last {
-            state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
-            save(&model, &optimizer, &state)?;
-        }
+        bar.finish_and_clear();
+        // The plot is a convenience: a run that trained must not fail over it.
+        let _ = crate::plot::plot_losses(
+            &run.join(PLOT_FILE),
+            &loss_plot_title(run, recipe, &self.description),
+            &state.train_losses,
+            &state.validation_losses,
+        );
+        Ok(TrainOutcome {
+            state,
+            interrupted: false,
+            checkpoint: checkpoint_path(run),
+        })
     }
-    bar.finish_and_clear();
-    // The plot is a convenience: a run that trained must not fail over it.
-    let _ = crate::plot::plot_losses(
-        &run.join(PLOT_FILE),
-        &loss_plot_title(run, recipe),
-        &state.train_losses,
-        &state.validation_losses,
-    );
-    Ok(TrainOutcome {
-        state,
-        interrupted: false,
-        checkpoint: checkpoint_path(run),
-    })
 }

@@ -5,10 +5,13 @@
 pub mod a2d;
 pub mod bert;
 pub mod dream;
+mod fine_tuning;
 mod layers;
 pub mod llada;
 pub mod mdlm;
 pub mod modernbert;
+
+pub use fine_tuning::{FamilyParameters, is_pretrained};
 
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};

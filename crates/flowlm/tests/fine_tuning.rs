@@ -1,0 +1,322 @@
+//! Fine-tuning pretrained checkpoints (`flowlm train --init`): the real BERT checkpoint in
+//! `../shared/models/bert-tiny-mlm` learns, its checkpoint is the family's own directory, resume
+//! is exact, and FlowLM's own models continue from `--init` too.
+
+mod common;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use flowlm::canvas::Canvas;
+use flowlm::model::LossModel;
+use flowlm::model::families::FamilyParameters;
+use flowlm::model::open::OpenedModel;
+use flowlm::random::rng_for;
+use flowlm::recipe::Recipe;
+use flowlm::sampler::{GreedySampler, Sampler};
+use flowlm::trainer::{TrainOptions, train};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const LINE: &str = "the quick brown fox jumps over the lazy dog.\n";
+
+fn bert() -> PathBuf {
+    common::shared()
+        .expect("../shared (with models/bert-tiny-mlm) must sit beside the repository")
+        .join("models/bert-tiny-mlm")
+}
+
+fn recipe(data: &Path, steps: usize, corruption: &str) -> Recipe {
+    let text = format!(
+        r#"
+[data]
+path = "{}"
+sequence_length = 24
+validation_fraction = 0.1
+cache = false
+[corruption]
+kind = "{corruption}"
+[training]
+seed = 3
+batch_size = 8
+max_steps = {steps}
+learning_rate = 1e-3
+warmup_steps = 2
+eval_every = 0
+eval_batches = 1
+sample_every = 0
+checkpoint_every = 0
+log_every = 1
+random_length_probability = 0.0
+data_parallel_shards = 1
+"#,
+        data.display()
+    );
+    Recipe::parse(&text, Path::new("fine-tune.toml"), &[]).unwrap()
+}
+
+fn options(run: &Path, init: Option<&Path>, resume: bool) -> TrainOptions {
+    TrainOptions {
+        run_dir: run.to_path_buf(),
+        resume,
+        force: false,
+        device: Device::flex(),
+        show_progress: false,
+        interrupt: Arc::new(AtomicBool::new(false)),
+        init: init.map(Path::to_path_buf),
+    }
+}
+
+/// How many of the 20 tokens after the first 4 of the corpus's token stream a greedy fill of
+/// a training-sized canvas (24 tokens, as the rows were) writes exactly.
+fn continuation_hits(model: &OpenedModel) -> usize {
+    let stream = model.tokenizer.encode(&LINE.repeat(4)).unwrap();
+    let special = &model.metadata;
+    let mut canvas = Canvas::new(
+        &[stream[..4].to_vec()],
+        20,
+        special.mask_token_id,
+        special.pad_token_id,
+    )
+    .unwrap();
+    GreedySampler
+        .run(
+            model.denoiser.as_ref(),
+            &mut canvas,
+            &mut rng_for(0, 0),
+            &mut |_, _| {},
+        )
+        .unwrap();
+    canvas
+        .response(0)
+        .iter()
+        .zip(&stream[4..24])
+        .filter(|(a, b)| a == b)
+        .count()
+}
+
+#[test]
+fn bert_fine_tunes_into_a_checkpoint_of_its_own_family() {
+    let dir = common::scratch("fine-tune-bert");
+    std::fs::write(dir.join("corpus.txt"), LINE.repeat(200)).unwrap();
+    let device = Device::flex();
+    let original = OpenedModel::open(&bert(), &device).unwrap();
+    let before = continuation_hits(&original);
+
+    let run = dir.join("run");
+    let outcome = train(
+        &recipe(&dir.join("corpus.txt"), 160, "mask"),
+        &options(&run, Some(&bert()), false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let losses: Vec<f64> = outcome.state.train_losses.iter().map(|l| l.1).collect();
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    let (first, last) = (mean(&losses[..5]), mean(&losses[losses.len() - 5..]));
+    assert!(
+        last < 0.5 * first,
+        "the masked loss fell from {first:.3} to only {last:.3}"
+    );
+
+    // The checkpoint is a BERT directory: config, tokenizer files and f32 weights under
+    // transformers' names, and nothing of the training state's own files in place of them.
+    let checkpoint = &outcome.checkpoint;
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        assert_eq!(
+            std::fs::read(checkpoint.join(file)).unwrap(),
+            std::fs::read(bert().join(file)).unwrap(),
+            "{file} is carried over unchanged"
+        );
+    }
+    assert!(!checkpoint.join("LICENSE").exists());
+    let tuned = OpenedModel::open(checkpoint, &device).unwrap();
+    assert_eq!(tuned.context_length, original.context_length);
+    let after = continuation_hits(&tuned);
+    assert!(
+        after >= 18 && before < 10,
+        "the memorised line's continuation: {before}/20 tokens before fine-tuning, {after}/20 after"
+    );
+}
+
+#[test]
+fn a_fine_tuning_run_resumes_exactly() {
+    let dir = common::scratch("fine-tune-resume");
+    std::fs::write(dir.join("corpus.txt"), LINE.repeat(60)).unwrap();
+    let corpus = dir.join("corpus.txt");
+    let straight = train(
+        &recipe(&corpus, 6, "mask_and_substitute"),
+        &options(&dir.join("straight"), Some(&bert()), false),
+        &mut |_| {},
+    )
+    .unwrap();
+
+    let interrupted = options(&dir.join("resumed"), Some(&bert()), false);
+    let flag = interrupted.interrupt.clone();
+    let mut steps_seen = 0;
+    let partial = train(
+        &recipe(&corpus, 6, "mask_and_substitute"),
+        &interrupted,
+        &mut |line| {
+            if line.starts_with("step ") && line.contains(" loss ") {
+                steps_seen += 1;
+                if steps_seen == 3 {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+        },
+    )
+    .unwrap();
+    assert!(partial.interrupted);
+    assert_eq!(partial.state.step, 3);
+    let resumed = train(
+        &recipe(&corpus, 6, "mask_and_substitute"),
+        &options(&dir.join("resumed"), None, true),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(resumed.state.step, 6);
+    for ((step, a), (_, b)) in resumed
+        .state
+        .train_losses
+        .iter()
+        .zip(&straight.state.train_losses)
+    {
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs(),
+            "step {step}: resumed loss {a} vs uninterrupted {b}"
+        );
+    }
+}
+
+/// The trainable copy computes what the file-loaded network computes, and the loss's gradient
+/// reaches the parameters through the family's own loading code.
+#[test]
+fn trainable_parameters_compute_the_checkpoint_and_receive_gradients() {
+    let device = Device::flex();
+    let opened = OpenedModel::open(&bert(), &device).unwrap();
+    let ids = opened
+        .tokenizer
+        .encode("the quick brown fox jumps")
+        .unwrap();
+    let length = ids.len();
+    let ids_tensor = |device: &Device| {
+        Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i64).collect(), [1, length]),
+            device,
+        )
+    };
+    let every = |device: &Device| {
+        Tensor::<1, Int>::from_data(
+            TensorData::new((0..length as i64).collect(), [length]),
+            device,
+        )
+    };
+    // A canvas holding exactly `ids` (no masks): the first id as prompt, the rest written in.
+    let mut canvas = Canvas::new(
+        &[ids[..1].to_vec()],
+        length - 1,
+        opened.metadata.mask_token_id,
+        opened.metadata.pad_token_id,
+    )
+    .unwrap();
+    canvas.rows[0] = ids.clone();
+    let reference = opened.denoiser.logits(&canvas, None).unwrap();
+
+    let train_device = device.clone().autodiff();
+    let parameters = FamilyParameters::open(&bert(), &train_device).unwrap();
+    assert_eq!(parameters.vocab_size(), reference.vocab);
+    let time = Tensor::<1>::zeros([1], &train_device);
+    let logits = parameters
+        .scored_logits(ids_tensor(&train_device), time, every(&train_device))
+        .unwrap();
+    let values: Vec<f32> = logits
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .unwrap();
+    let largest = values
+        .iter()
+        .zip(&reference.values)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(largest < 1e-4, "trainable logits differ by {largest}");
+
+    let gradients = logits.powi_scalar(2).mean().backward();
+    let gradients = burn::optim::GradientsParams::from_grads(gradients, &parameters);
+    let mut reached = 0;
+    burn::module::Module::visit(
+        &parameters,
+        &mut CountGradients {
+            gradients: &gradients,
+            reached: &mut reached,
+        },
+    );
+    // Every tensor BERT reads takes part in the logits (the tied decoder included).
+    assert!(reached >= 30, "only {reached} tensors received a gradient");
+}
+
+struct CountGradients<'a> {
+    gradients: &'a burn::optim::GradientsParams,
+    reached: &'a mut usize,
+}
+
+impl burn::module::ModuleVisitor for CountGradients<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        if let Some(gradient) = self.gradients.get::<D>(param.id)
+            && gradient.abs().sum().into_scalar::<f32>() > 0.0
+        {
+            *self.reached += 1;
+        }
+    }
+}
+
+#[test]
+fn objectives_a_family_cannot_train_are_refused_before_any_work() {
+    let dir = common::scratch("fine-tune-refused");
+    std::fs::write(dir.join("corpus.txt"), LINE.repeat(60)).unwrap();
+    let run = dir.join("run");
+    let error = train(
+        &recipe(&dir.join("corpus.txt"), 2, "autoregressive"),
+        &options(&run, Some(&bert()), false),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("corruption.kind") && error.contains("autoregressive"),
+        "{error}"
+    );
+    assert!(!run.join("checkpoint").exists());
+
+    let error = train(
+        &recipe(&dir.join("corpus.txt"), 2, "mask"),
+        &options(&bert(), Some(&bert()), false),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("--init"), "{error}");
+}
+
+/// `--init` with one of FlowLM's own models continues it under the recipe's objective.
+#[test]
+fn a_flowlm_model_continues_from_init() {
+    let dir = common::scratch("fine-tune-flowlm");
+    std::fs::write(dir.join("corpus.txt"), LINE.repeat(200)).unwrap();
+    let outcome = train(
+        &recipe(&dir.join("corpus.txt"), 3, "mask_and_substitute"),
+        &options(&dir.join("run"), Some(&common::default_model_dir()), false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let saved = flowlm::model::SavedModel::load(&outcome.checkpoint, &Device::flex()).unwrap();
+    let original =
+        flowlm::model::SavedModel::load(&common::default_model_dir(), &Device::flex()).unwrap();
+    assert_eq!(saved.config, original.config);
+    assert_eq!(saved.metadata.corruption.name(), "mask_and_substitute");
+    assert_eq!(
+        saved.tokenizer.encode(LINE).unwrap(),
+        original.tokenizer.encode(LINE).unwrap(),
+        "the model's own tokenizer, not one the recipe builds"
+    );
+}
