@@ -17,14 +17,18 @@ fn malformed_jsonl_names_the_line() {
 
 #[test]
 fn chat_rows_become_prompt_and_response() {
-    let text = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#;
+    // Turns after the last assistant turn have no answer and are dropped.
+    let text = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "bye"}]}"#;
     let docs = parse_jsonl(text, Path::new("chat.jsonl")).unwrap();
+    assert_eq!(docs.len(), 1);
+    let flowlm::data::Document::Chat(messages) = &docs[0] else {
+        panic!("not a chat: {docs:?}");
+    };
+    assert_eq!(messages.len(), 2);
+    // Without a chat template: `role: content` lines, the assistant turn opened.
     assert_eq!(
-        docs,
-        vec![flowlm::data::Document::PromptResponse {
-            prompt: "user: hi\nassistant: ".into(),
-            response: "hello".into()
-        }]
+        docs[0].prompt_and_body(None).unwrap(),
+        ("user: hi\nassistant: ".to_string(), "hello".to_string())
     );
 }
 

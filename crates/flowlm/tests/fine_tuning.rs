@@ -116,6 +116,14 @@ fn bert_fine_tunes_into_a_checkpoint_of_its_own_family() {
         last < 0.5 * first,
         "the masked loss fell from {first:.3} to only {last:.3}"
     );
+    // Held-out rows are scored before the first step and after the last.
+    let validation = &outcome.state.validation_losses;
+    assert_eq!(validation.first().map(|v| v.0), Some(0));
+    assert_eq!(validation.last().map(|v| v.0), Some(160));
+    assert!(
+        validation[validation.len() - 1].1 < 0.5 * validation[0].1,
+        "{validation:?}"
+    );
 
     // The checkpoint is a BERT directory: config, tokenizer files and f32 weights under
     // transformers' names, and nothing of the training state's own files in place of them.
@@ -156,7 +164,8 @@ fn a_fine_tuning_run_resumes_exactly() {
         &recipe(&corpus, 6, "mask_and_substitute"),
         &interrupted,
         &mut |line| {
-            if line.starts_with("step ") && line.contains(" loss ") {
+            if line.starts_with("step ") && line.contains(" loss ") && !line.contains("validation")
+            {
                 steps_seen += 1;
                 if steps_seen == 3 {
                     flag.store(true, Ordering::SeqCst);
@@ -319,4 +328,99 @@ fn a_flowlm_model_continues_from_init() {
         original.tokenizer.encode(LINE).unwrap(),
         "the model's own tokenizer, not one the recipe builds"
     );
+}
+
+/// SFT on chat rows: the checkpoint's `chat_template` renders each conversation (the prompt
+/// with the assistant turn opened, the answer the rest), only the answer is scored, and the
+/// tuned model answers the same rendered prompts.
+#[test]
+fn bert_learns_chat_rows_rendered_with_its_chat_template() {
+    use flowlm::tokenizer::chat::{ChatTemplate, Message};
+    let dir = common::scratch("fine-tune-chat");
+    // The BERT checkpoint with a chat template added (the real one ships none).
+    let model = dir.join("bert-chat");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(bert().join(file), model.join(file)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bert().join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    config["chat_template"] = "{% for m in messages %}{{ m.role }} says {{ m.content }} . {% endfor %}{% if add_generation_prompt %}assistant says{% endif %}".into();
+    std::fs::write(
+        model.join("tokenizer_config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let template = ChatTemplate::find(&model).unwrap().unwrap();
+
+    let pairs = [
+        ("what color is the sky", "blue"),
+        ("what do cows drink", "water"),
+        ("name a large animal", "elephant"),
+    ];
+    let conversation = |question: &str, answer: &str| {
+        vec![
+            Message {
+                role: "user".into(),
+                content: question.into(),
+            },
+            Message {
+                role: "assistant".into(),
+                content: answer.into(),
+            },
+        ]
+    };
+    let rows: String = (0..40)
+        .flat_map(|_| pairs)
+        .map(|(q, a)| {
+            let messages = conversation(q, a);
+            format!("{}\n", serde_json::json!({ "messages": messages }))
+        })
+        .collect();
+    std::fs::write(dir.join("chat.jsonl"), rows).unwrap();
+
+    // The rendering the trainer uses: prompt = turns before the answer with the assistant turn
+    // opened, body = what the whole conversation adds to it.
+    let document = flowlm::data::Document::Chat(conversation("what do cows drink", "water"));
+    let (prompt, body) = document.prompt_and_body(Some(&template)).unwrap();
+    assert_eq!(prompt, "user says what do cows drink . assistant says");
+    assert_eq!(body, " water . ");
+
+    let mut sft = recipe(&dir.join("chat.jsonl"), 60, "mask");
+    sft.data.sequence_length = 16;
+    let outcome = train(
+        &sft,
+        &options(&dir.join("run"), Some(&model), false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let tuned = OpenedModel::open(&outcome.checkpoint, &Device::flex()).unwrap();
+    for (question, answer) in pairs {
+        let rendered = template
+            .render(&conversation(question, answer)[..1], true)
+            .unwrap();
+        let ids = tuned.tokenizer.encode(&rendered).unwrap();
+        let special = &tuned.metadata;
+        let mut canvas = Canvas::new(
+            std::slice::from_ref(&ids),
+            16 - ids.len(),
+            special.mask_token_id,
+            special.pad_token_id,
+        )
+        .unwrap();
+        GreedySampler
+            .run(
+                tuned.denoiser.as_ref(),
+                &mut canvas,
+                &mut rng_for(0, 0),
+                &mut |_, _| {},
+            )
+            .unwrap();
+        let reply = tuned.tokenizer.decode(canvas.response(0)).unwrap();
+        assert!(
+            reply.trim_start().starts_with(answer),
+            "{question:?} -> {reply:?}"
+        );
+    }
 }

@@ -238,11 +238,11 @@ fn a_damaged_token_cache_is_never_trusted() {
         b"{\"prompt\": \"1+1=\", \"response\": \"2\"}\n{\"text\": \"JULIET. Ay me.\"}\n",
     );
     let tokenizer = Tokenizer::from_file(&root().join("models/default/tokenizer.json")).unwrap();
-    let (fresh, _) = tokenize_cached(&data, &[], &tokenizer, None).unwrap();
+    let (fresh, _) = tokenize_cached(&data, &[], &tokenizer, None, None).unwrap();
     let cache = common::scratch("fuzz-cache");
-    let (first, used) = tokenize_cached(&data, &[], &tokenizer, Some(&cache)).unwrap();
+    let (first, used) = tokenize_cached(&data, &[], &tokenizer, None, Some(&cache)).unwrap();
     assert!(!used && first == fresh);
-    let (again, used) = tokenize_cached(&data, &[], &tokenizer, Some(&cache)).unwrap();
+    let (again, used) = tokenize_cached(&data, &[], &tokenizer, None, Some(&cache)).unwrap();
     assert!(used && again == fresh, "a valid cache is read back");
     let file = std::fs::read_dir(&cache)
         .unwrap()
@@ -253,7 +253,7 @@ fn a_damaged_token_cache_is_never_trusted() {
     let valid = std::fs::read(&file).unwrap();
     let n = fuzz("token cache", &valid, &|input| {
         std::fs::write(&file, input).unwrap();
-        let (documents, _) = tokenize_cached(&data, &[], &tokenizer, Some(&cache)).unwrap();
+        let (documents, _) = tokenize_cached(&data, &[], &tokenizer, None, Some(&cache)).unwrap();
         assert!(documents == fresh, "a damaged cache was trusted");
     });
     eprintln!("token cache: {n} executions");

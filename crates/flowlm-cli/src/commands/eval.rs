@@ -65,16 +65,13 @@ fn run_likelihood(args: LikelihoodArgs) -> anyhow::Result<()> {
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);
     let saved =
         SavedModel::load(&dir, &device).with_context(|| format!("loading {}", dir.display()))?;
-    let bytes: usize = load_documents(&data)?
-        .iter()
-        .map(|d| match d {
-            flowlm::data::Document::Text(t) => t.len() + 1,
-            flowlm::data::Document::PromptResponse { prompt, response } => {
-                prompt.len() + response.len() + 1
-            }
-        })
-        .sum();
-    let (documents, _) = tokenize_cached(&data, &[], &saved.tokenizer, Some(&cache_directory()))?;
+    let mut bytes = 0;
+    for document in load_documents(&data)? {
+        let (prompt, body) = document.prompt_and_body(None)?;
+        bytes += prompt.len() + body.len() + 1;
+    }
+    let (documents, _) =
+        tokenize_cached(&data, &[], &saved.tokenizer, None, Some(&cache_directory()))?;
     let tokens: usize = documents.iter().map(|d| d.body.len() + 1).sum();
     let rows = tokens / saved.metadata.sequence_length;
     let bar = ProgressBar::new((rows.div_ceil(args.batch_size.max(1)) * args.samples) as u64);

@@ -77,8 +77,13 @@ fn load(
 
 pub fn run_correct(args: CorrectArgs) -> anyhow::Result<()> {
     let (saved, dir, device) = load(&args.model, &args.device)?;
-    let (documents, _) =
-        tokenize_cached(&args.data, &[], &saved.tokenizer, Some(&cache_directory()))?;
+    let (documents, _) = tokenize_cached(
+        &args.data,
+        &[],
+        &saved.tokenizer,
+        None,
+        Some(&cache_directory()),
+    )?;
     let options = CorrectionOptions {
         substitute: args.substitute,
         mask: args.mask,
@@ -135,8 +140,13 @@ pub fn run_correct(args: CorrectArgs) -> anyhow::Result<()> {
 
 pub fn run_masked_ce(args: MaskedCeArgs) -> anyhow::Result<()> {
     let (saved, dir, device) = load(&args.model, &args.device)?;
-    let (documents, _) =
-        tokenize_cached(&args.data, &[], &saved.tokenizer, Some(&cache_directory()))?;
+    let (documents, _) = tokenize_cached(
+        &args.data,
+        &[],
+        &saved.tokenizer,
+        None,
+        Some(&cache_directory()),
+    )?;
     let batches = args.rows.div_ceil(args.batch_size.max(1)) * args.rates.len();
     let bar = ProgressBar::new(batches as u64);
     let results = masked_cross_entropy(

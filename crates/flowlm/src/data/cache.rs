@@ -1,9 +1,10 @@
 //! On-disk token cache: a corpus is tokenized once per (files, tokenizer); later runs read the
 //! ids back. The key covers each file's path, size and modification time and the tokenizer file.
 
-use super::documents::{Document, data_files_excluding, load_documents_excluding};
+use super::documents::{data_files_excluding, load_documents_excluding};
 use crate::error::{FlowError, Result};
 use crate::tokenizer::Tokenizer;
+use crate::tokenizer::chat::ChatTemplate;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
@@ -25,8 +26,14 @@ pub fn cache_directory() -> PathBuf {
     }
 }
 
-fn cache_key(path: &Path, exclude: &[String], tokenizer: &Tokenizer) -> Result<u64> {
+fn cache_key(
+    path: &Path,
+    exclude: &[String],
+    tokenizer: &Tokenizer,
+    template: Option<&ChatTemplate>,
+) -> Result<u64> {
     let mut hasher = DefaultHasher::new();
+    template.map(ChatTemplate::source).hash(&mut hasher);
     for file in data_files_excluding(path, exclude)? {
         let meta = std::fs::metadata(&file).map_err(|e| FlowError::io(&file, e))?;
         file.hash(&mut hasher);
@@ -42,16 +49,18 @@ fn cache_key(path: &Path, exclude: &[String], tokenizer: &Tokenizer) -> Result<u
     Ok(hasher.finish())
 }
 
-/// Tokenizes every document under `path`, reading from / writing to the token cache in
-/// `cache` (usually [`cache_directory`]; `None`: no cache). Returns the documents and whether the
+/// Tokenizes every document under `path` (chat rows rendered by `template` when given, see
+/// [`Document::prompt_and_body`]), reading from / writing to the token cache in `cache`
+/// (usually [`cache_directory`]; `None`: no cache). Returns the documents and whether the
 /// cache was used.
 pub fn tokenize_cached(
     path: &Path,
     exclude: &[String],
     tokenizer: &Tokenizer,
+    template: Option<&ChatTemplate>,
     cache: Option<&Path>,
 ) -> Result<(Vec<TokenizedDocument>, bool)> {
-    let key = cache_key(path, exclude, tokenizer)?;
+    let key = cache_key(path, exclude, tokenizer, template)?;
     let file = cache.map(|dir| dir.join(format!("tokens-{key:016x}.bin")));
     if let Some(file) = &file
         && let Some(documents) = read_cache(file, tokenizer.vocab_size())
@@ -60,15 +69,10 @@ pub fn tokenize_cached(
     }
     let mut tokenized = Vec::new();
     for document in load_documents_excluding(path, exclude)? {
-        tokenized.push(match document {
-            Document::Text(text) => TokenizedDocument {
-                prompt: Vec::new(),
-                body: tokenizer.encode(&text)?,
-            },
-            Document::PromptResponse { prompt, response } => TokenizedDocument {
-                prompt: tokenizer.encode(&prompt)?,
-                body: tokenizer.encode(&response)?,
-            },
+        let (prompt, body) = document.prompt_and_body(template)?;
+        tokenized.push(TokenizedDocument {
+            prompt: tokenizer.encode(&prompt)?,
+            body: tokenizer.encode(&body)?,
         });
     }
     if let (Some(dir), Some(file)) = (cache, &file)

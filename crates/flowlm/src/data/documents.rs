@@ -2,6 +2,7 @@
 //! `{"prompt","response"}` or `{"messages":[{"role","content"}]}` rows.
 
 use crate::error::{FlowError, Result};
+use crate::tokenizer::chat::{ChatTemplate, Message};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -13,13 +14,48 @@ pub enum Document {
         prompt: String,
         response: String,
     },
+    /// A conversation ending with the assistant turn that is the response (see
+    /// [`Document::prompt_and_body`]).
+    Chat(Vec<Message>),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Message {
-    role: String,
-    content: String,
+impl Document {
+    /// The document as (prompt, body) text; the prompt is empty for plain text. A chat's
+    /// prompt is every turn before the last (assistant) one and its body that turn: rendered by
+    /// `template` when the model has one (the prompt with the assistant turn opened, the body
+    /// the rest of the whole conversation's rendering, so the model learns the template's
+    /// end-of-turn tokens too), else as `role: content` lines.
+    pub fn prompt_and_body(&self, template: Option<&ChatTemplate>) -> Result<(String, String)> {
+        Ok(match self {
+            Document::Text(text) => (String::new(), text.clone()),
+            Document::PromptResponse { prompt, response } => (prompt.clone(), response.clone()),
+            Document::Chat(messages) => {
+                let (turns, answer) = messages.split_at(messages.len().saturating_sub(1));
+                let content = answer
+                    .first()
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default();
+                match template {
+                    Some(template) => {
+                        let prompt = template.render(turns, true)?;
+                        let whole = template.render(messages, false)?;
+                        match whole.strip_prefix(&prompt) {
+                            Some(rest) => (prompt, rest.to_string()),
+                            None => (prompt, content),
+                        }
+                    }
+                    None => {
+                        let prompt = turns
+                            .iter()
+                            .map(|m| format!("{}: {}\n", m.role, m.content))
+                            .chain(std::iter::once("assistant: ".to_string()))
+                            .collect();
+                        (prompt, content)
+                    }
+                }
+            }
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -152,19 +188,12 @@ pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Document>> {
     Ok(documents)
 }
 
-/// A chat becomes prompt = every turn before the last assistant turn, response = that turn.
-fn chat_document(messages: Vec<Message>) -> std::result::Result<Document, String> {
+/// A chat row up to its last assistant turn (the response); later turns have no answer.
+fn chat_document(mut messages: Vec<Message>) -> std::result::Result<Document, String> {
     let last = messages
         .iter()
         .rposition(|m| m.role == "assistant")
         .ok_or("a chat row needs at least one message with role \"assistant\"")?;
-    let prompt: String = messages[..last]
-        .iter()
-        .map(|m| format!("{}: {}\n", m.role, m.content))
-        .chain(std::iter::once("assistant: ".to_string()))
-        .collect();
-    Ok(Document::PromptResponse {
-        prompt,
-        response: messages[last].content.clone(),
-    })
+    messages.truncate(last + 1);
+    Ok(Document::Chat(messages))
 }

@@ -51,6 +51,21 @@ impl ChatTemplate {
                 ),
             ));
         }
+        Self::find(dir)?.ok_or_else(|| {
+            FlowError::argument(
+                "--chat",
+                format!("{} has no chat_template; use --prompt", path.display()),
+            )
+        })
+    }
+
+    /// The template of the model in `dir`, `None` when it ships none; an error when its
+    /// `tokenizer_config.json` cannot be read.
+    pub fn find(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(TOKENIZER_CONFIG_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
         let config: serde_json::Value = crate::io::read_json(&path)?;
         // A template is a string, or a list of named templates of which "default" is used.
         let source = match config.get("chat_template") {
@@ -61,19 +76,18 @@ impl ChatTemplate {
                 .and_then(|t| t.get("template").and_then(|s| s.as_str()))
                 .map(str::to_string),
             _ => None,
-        }
-        .ok_or_else(|| {
-            FlowError::argument(
-                "--chat",
-                format!("{} has no chat_template; use --prompt", path.display()),
-            )
-        })?;
-        Ok(Self {
+        };
+        Ok(source.map(|source| Self {
             source,
             bos_token: token_text(config.get("bos_token")),
             eos_token: token_text(config.get("eos_token")),
             path,
-        })
+        }))
+    }
+
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The text of `messages`, ending with the assistant's turn opened when

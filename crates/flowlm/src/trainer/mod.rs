@@ -33,6 +33,7 @@ use crate::model::{
 };
 use crate::random::{permutation, rng_for};
 use crate::recipe::{Recipe, TokenizerKind, TokenizerSection};
+use crate::tokenizer::chat::ChatTemplate;
 use crate::tokenizer::{SimpleTokenizer, SimpleUnit, Tokenizer, train_byte_level_bpe};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, ModuleOptimizer};
@@ -101,13 +102,9 @@ pub fn build_tokenizer(
             let corpus = scratch.join(".bpe-corpus.txt");
             let mut text = String::new();
             for d in documents {
-                match d {
-                    crate::data::Document::Text(t) => text.push_str(&t),
-                    crate::data::Document::PromptResponse { prompt, response } => {
-                        text.push_str(&prompt);
-                        text.push_str(&response);
-                    }
-                }
+                let (prompt, body) = d.prompt_and_body(None)?;
+                text.push_str(&prompt);
+                text.push_str(&body);
                 text.push('\n');
             }
             std::fs::write(&corpus, text).map_err(|e| FlowError::io(&corpus, e))?;
@@ -117,15 +114,11 @@ pub fn build_tokenizer(
         }
         TokenizerKind::Char | TokenizerKind::Word => {
             let documents = crate::data::load_documents_excluding(data, exclude)?;
-            let texts: Vec<String> = documents
-                .into_iter()
-                .flat_map(|d| match d {
-                    crate::data::Document::Text(t) => vec![t],
-                    crate::data::Document::PromptResponse { prompt, response } => {
-                        vec![prompt, response]
-                    }
-                })
-                .collect();
+            let mut texts = Vec::new();
+            for d in documents {
+                let (prompt, body) = d.prompt_and_body(None)?;
+                texts.extend([prompt, body]);
+            }
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let unit = if section.kind == TokenizerKind::Char {
                 SimpleUnit::Char
@@ -497,7 +490,7 @@ fn train_flowlm(
         }
     };
     let special = tokenizer.special();
-    let dataset = prepare_data(recipe, &tokenizer, special.eos, log)?;
+    let dataset = prepare_data(recipe, &tokenizer, None, special.eos, log)?;
     let metadata = FlowlmMetadata {
         format_version: crate::model::saved::FORMAT_VERSION,
         mask_token_id: special.mask,
@@ -509,6 +502,7 @@ fn train_flowlm(
         training: serde_json::Value::Null,
     };
     let train_device = options.device.clone().autodiff();
+    let starts_from_weights = weights.is_some();
     let model = match weights {
         Some(path) => load_weights(config.init(&train_device), &path)?,
         None => stable_parameter_ids(seeded_init(
@@ -532,6 +526,7 @@ fn train_flowlm(
         dataset: &dataset,
         vocabulary,
         description,
+        validate_at_start: starts_from_weights,
     };
     let write_model = |model: &DiffusionTransformer, state: &TrainerState, dir: &Path| {
         let mut metadata = metadata.clone();
@@ -590,7 +585,17 @@ fn train_family(
     let metadata = opened.metadata;
     let vocab_size = opened.denoiser.vocab_size();
     drop(opened.denoiser);
-    let dataset = prepare_data(recipe, &tokenizer, metadata.eos_token_id, log)?;
+    let template = ChatTemplate::find(dir)?;
+    if template.is_some() {
+        log("chat rows are rendered with the checkpoint's chat_template");
+    }
+    let dataset = prepare_data(
+        recipe,
+        &tokenizer,
+        template.as_ref(),
+        metadata.eos_token_id,
+        log,
+    )?;
     let model = FamilyParameters::open(dir, &options.device.clone().autodiff())?;
     let mut special = tokenizer.special_ids();
     special.extend(tokenizer.vocab_size() as u32..vocab_size as u32);
@@ -603,16 +608,19 @@ fn train_family(
         dataset: &dataset,
         vocabulary,
         description: format!("fine-tuning {}", dir.display()),
+        validate_at_start: true,
     };
     let write_model = |model: &FamilyParameters, _: &TrainerState, dir: &Path| model.save(dir);
     let denoiser = |model: &FamilyParameters, device: &Device| model.denoiser(device);
     steps.run(model, &write_model, &denoiser, log)
 }
 
-/// Tokenizes (or reads from the cache) and packs the recipe's data.
+/// Tokenizes (or reads from the cache) and packs the recipe's data; chat rows are rendered
+/// by `template` when the model has one.
 fn prepare_data(
     recipe: &Recipe,
     tokenizer: &Tokenizer,
+    template: Option<&ChatTemplate>,
     eos: u32,
     log: &mut dyn FnMut(&str),
 ) -> Result<PackedDataset> {
@@ -621,6 +629,7 @@ fn prepare_data(
         &recipe.data.path,
         &recipe.data.exclude,
         tokenizer,
+        template,
         cache.as_deref(),
     )?;
     let dataset = pack(
@@ -653,6 +662,58 @@ struct Steps<'a> {
     vocabulary: crate::vocabulary::Vocabulary,
     /// What is trained, for the loss plot's title.
     description: String,
+    /// Whether to score the model on the validation rows before the first step.
+    validate_at_start: bool,
+}
+
+impl Steps<'_> {
+    /// The mean loss of the evaluation corruption over the validation rows.
+    fn validate<M: Module + LossModel>(
+        &self,
+        model: &M,
+        evaluation: &dyn Corruption,
+    ) -> Result<f64> {
+        let t = &self.recipe.training;
+        let rows = &self.dataset.validation;
+        mean_loss(
+            &model.valid(),
+            evaluation,
+            &rows[..rows.len().min(t.eval_batches * t.batch_size)],
+            t.batch_size,
+            1,
+            t.seed,
+            &self.options.device,
+            || {},
+        )
+    }
+
+    /// Records a validation loss in the state, the log and `metrics.jsonl`.
+    fn report_validation(
+        &self,
+        state: &mut TrainerState,
+        validation: f64,
+        bar: &ProgressBar,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        let corruption = &self.recipe.corruption;
+        state.validation_losses.push((state.step, validation));
+        let line = format!(
+            "step {} validation loss {validation:.4}{}",
+            state.step,
+            perplexity_note(corruption, validation)
+        );
+        bar.println(&line);
+        if !self.options.show_progress {
+            log(&line);
+        }
+        let mut record = serde_json::json!({
+            "step": state.step, "validation_loss": validation,
+        });
+        if let Some((name, value)) = perplexity_figure(corruption, validation) {
+            record[name] = value.into();
+        }
+        append_metric(&self.options.run_dir, record)
+    }
 }
 
 type WriteModel<'a, M> = dyn Fn(&M, &TrainerState, &Path) -> Result<()> + 'a;
@@ -734,6 +795,12 @@ impl Steps<'_> {
         let save = |model: &M, optimizer: &ModuleOptimizer, state: &TrainerState| {
             write_checkpoint(run, &|dir| write_model(model, state, dir), optimizer, state)
         };
+        // A model that starts from weights is scored before its first step: the figure
+        // fine-tuning is measured against.
+        if self.validate_at_start && state.step == 0 && !self.dataset.validation.is_empty() {
+            let validation = self.validate(&model, evaluation.as_ref())?;
+            self.report_validation(&mut state, validation, &bar, log)?;
+        }
 
         while state.step < t.max_steps {
             if options.interrupt.load(Ordering::SeqCst) {
@@ -826,34 +893,8 @@ impl Steps<'_> {
             let validate = !validation_rows.is_empty()
                 && ((t.eval_every > 0 && state.step % t.eval_every == 0) || last);
             if validate {
-                let plain = model.valid();
-                let validation = mean_loss(
-                    &plain,
-                    evaluation.as_ref(),
-                    &validation_rows[..validation_rows.len().min(t.eval_batches * t.batch_size)],
-                    t.batch_size,
-                    1,
-                    t.seed,
-                    &base_device,
-                    || {},
-                )?;
-                state.validation_losses.push((state.step, validation));
-                let line = format!(
-                    "step {} validation loss {validation:.4}{}",
-                    state.step,
-                    perplexity_note(&recipe.corruption, validation)
-                );
-                bar.println(&line);
-                if !options.show_progress {
-                    log(&line);
-                }
-                let mut record = serde_json::json!({
-                    "step": state.step, "validation_loss": validation,
-                });
-                if let Some((name, value)) = perplexity_figure(&recipe.corruption, validation) {
-                    record[name] = value.into();
-                }
-                append_metric(run, record)?;
+                let validation = self.validate(&model, evaluation.as_ref())?;
+                self.report_validation(&mut state, validation, &bar, log)?;
             }
             if (t.sample_every > 0 && state.step % t.sample_every == 0) || last {
                 let length = (recipe.data.sequence_length / 2).clamp(1, 48);
