@@ -75,13 +75,8 @@ fn model_directories_are_checked() {
     assert!(error.contains("missing config.json"), "{error}");
 
     // A real model directory whose config.json no longer matches its weights.
-    let Some(default) = ["../../models/default"]
-        .iter()
-        .map(|p| Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
-        .find(|p| p.is_dir())
-    else {
-        return;
-    };
+    let default = common::default_model_dir();
+    assert!(default.is_dir(), "{} is missing", default.display());
     let broken = common::scratch("model-mismatch");
     for f in [
         "config.json",

@@ -76,13 +76,14 @@ fn gpt2_from_vocab_and_merges_round_trips() {
 
 #[test]
 fn bert_tokenizer_json_keeps_its_own_mask() {
-    let Some(shared) = common::shared() else {
-        return;
-    };
+    let shared = common::shared().expect("../shared (with models/bert-tiny-mlm) is needed");
     let tokenizer =
         Tokenizer::from_file(&shared.join("models/bert-tiny-mlm/tokenizer.json")).unwrap();
     assert_eq!(tokenizer.special().mask, 103);
     assert_eq!(tokenizer.vocab_size(), 30522);
+    // The file asks for truncation at 512 tokens; documents are encoded whole.
+    let long = "the quick brown fox jumps over the lazy dog . ".repeat(100);
+    assert_eq!(tokenizer.encode(&long).unwrap().len(), 1000);
 }
 
 #[test]

@@ -43,6 +43,11 @@ impl HfTokenizer {
 
     /// Finds the special ids, adding a mask (and an end-of-text) token when missing.
     fn with_specials(mut inner: HfInner) -> Self {
+        // Documents and prompts are encoded whole: a Hub file's truncation (BERT's 512 tokens)
+        // would silently cut every document, and its padding would add ids that are not text.
+        // Clearing truncation cannot fail (only a stride longer than a limit does).
+        let _ = inner.with_truncation(None);
+        inner.with_padding(None);
         let find =
             |inner: &HfInner, names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
         if find(&inner, MASK_NAMES).is_none() {
