@@ -94,6 +94,11 @@ fn continuation_hits(model: &OpenedModel) -> usize {
         .count()
 }
 
+/// The corpus file beside a run directory.
+fn dir_of_corpus(run: &Path) -> PathBuf {
+    run.parent().unwrap().join("corpus.txt")
+}
+
 #[test]
 fn bert_fine_tunes_into_a_checkpoint_of_its_own_family() {
     let dir = common::scratch("fine-tune-bert");
@@ -138,6 +143,33 @@ fn bert_fine_tunes_into_a_checkpoint_of_its_own_family() {
     assert!(!checkpoint.join("LICENSE").exists());
     let tuned = OpenedModel::open(checkpoint, &device).unwrap();
     assert_eq!(tuned.context_length, original.context_length);
+    // `flowlm eval`'s likelihood scores pretrained checkpoints too: the corpus is far more
+    // likely under the tuned model.
+    let nelbo = |dir: &Path| {
+        let mut scored = flowlm::model::open::ScoredModel::open(dir, &device).unwrap();
+        scored.metadata.sequence_length = 24;
+        let (documents, _) =
+            flowlm::data::tokenize_cached(&dir_of_corpus(&run), &[], &scored.tokenizer, None, None)
+                .unwrap();
+        flowlm::eval::likelihood(
+            scored.model.as_ref(),
+            &scored.metadata,
+            &documents,
+            LINE.len() * 200,
+            1,
+            8,
+            0,
+            &device,
+            || {},
+        )
+        .unwrap()
+        .nelbo_per_token
+    };
+    let (original_nelbo, tuned_nelbo) = (nelbo(&bert()), nelbo(checkpoint));
+    assert!(
+        tuned_nelbo < 0.5 * original_nelbo,
+        "NELBO per token {original_nelbo} before, {tuned_nelbo} after"
+    );
     let after = continuation_hits(&tuned);
     assert!(
         after >= 18 && before < 10,

@@ -1,8 +1,8 @@
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use flowlm::data::{cache_directory, load_documents, tokenize_cached};
 use flowlm::eval::likelihood;
-use flowlm::model::SavedModel;
+use flowlm::model::open::ScoredModel;
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 
@@ -41,6 +41,10 @@ pub struct LikelihoodArgs {
     samples: usize,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// Tokens per scored row (default: a FlowLM model's training length, a pretrained
+    /// checkpoint's whole context); at most the model's context
+    #[arg(long)]
+    sequence_length: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value = "cpu")]
@@ -63,20 +67,35 @@ fn run_likelihood(args: LikelihoodArgs) -> anyhow::Result<()> {
         .context("--data is required (a text file, JSONL file or folder to score)")?;
     let device = super::device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);
-    let saved =
-        SavedModel::load(&dir, &device).with_context(|| format!("loading {}", dir.display()))?;
+    let mut scored =
+        ScoredModel::open(&dir, &device).with_context(|| format!("loading {}", dir.display()))?;
+    if let Some(length) = args.sequence_length {
+        if length < 2 || length > scored.context_length {
+            bail!(
+                "--sequence-length {length}: must be between 2 and the model's context, {}",
+                scored.context_length
+            );
+        }
+        scored.metadata.sequence_length = length;
+    }
     let mut bytes = 0;
     for document in load_documents(&data)? {
         let (prompt, body) = document.prompt_and_body(None)?;
         bytes += prompt.len() + body.len() + 1;
     }
-    let (documents, _) =
-        tokenize_cached(&data, &[], &saved.tokenizer, None, Some(&cache_directory()))?;
+    let (documents, _) = tokenize_cached(
+        &data,
+        &[],
+        &scored.tokenizer,
+        None,
+        Some(&cache_directory()),
+    )?;
     let tokens: usize = documents.iter().map(|d| d.body.len() + 1).sum();
-    let rows = tokens / saved.metadata.sequence_length;
+    let rows = tokens / scored.metadata.sequence_length;
     let bar = ProgressBar::new((rows.div_ceil(args.batch_size.max(1)) * args.samples) as u64);
     let report = likelihood(
-        &saved,
+        scored.model.as_ref(),
+        &scored.metadata,
         &documents,
         bytes,
         args.samples,
@@ -91,7 +110,7 @@ fn run_likelihood(args: LikelihoodArgs) -> anyhow::Result<()> {
         "data             {} ({} sequences x {} tokens, {} bytes)",
         data.display(),
         report.sequences,
-        saved.metadata.sequence_length,
+        scored.metadata.sequence_length,
         report.bytes
     );
     println!(

@@ -14,7 +14,7 @@ use crate::corruption::MaskCorruption;
 use crate::corruption::TimeSampling;
 use crate::data::{Sequence, TokenizedDocument, pack};
 use crate::error::{FlowError, Result};
-use crate::model::SavedModel;
+use crate::model::{FlowlmMetadata, LossModel, SavedModel};
 use burn::tensor::Device;
 
 /// `rows` rows of the model's length, spread evenly over held-out `documents` (both the
@@ -56,9 +56,12 @@ pub struct LikelihoodReport {
 
 /// The masked-diffusion NELBO of `documents` (text) under `model`: rows of the model's length,
 /// `samples` Monte-Carlo draws of t per row with a fixed seed. Bits per byte =
-/// NELBO summed over the tokens / bytes of those tokens / ln 2.
+/// NELBO summed over the tokens / bytes of those tokens / ln 2. `model` is FlowLM's transformer
+/// or a pretrained family's parameters; `metadata` gives the row length and the special ids.
+#[allow(clippy::too_many_arguments)]
 pub fn likelihood(
-    saved: &SavedModel,
+    model: &dyn LossModel,
+    metadata: &FlowlmMetadata,
     documents: &[TokenizedDocument],
     text_bytes: usize,
     samples: usize,
@@ -70,17 +73,17 @@ pub fn likelihood(
     if samples == 0 {
         return Err(FlowError::argument("--samples", "must be at least 1"));
     }
-    let length = saved.metadata.sequence_length;
-    let eos = saved.metadata.eos_token_id;
+    let length = metadata.sequence_length;
+    let eos = metadata.eos_token_id;
     let dataset = pack(documents, length, eos, 0.0, seed)?;
     let sequences: Vec<Sequence> = dataset.train;
     let total_tokens: usize = documents.iter().map(|d| d.body.len() + 1).sum();
     let corruption = MaskCorruption {
-        mask_id: saved.metadata.mask_token_id,
+        mask_id: metadata.mask_token_id,
         time: TimeSampling::Antithetic,
     };
     let nelbo = crate::trainer::mean_loss(
-        &saved.model,
+        model,
         &corruption,
         &sequences,
         batch_size,

@@ -117,3 +117,37 @@ impl OpenedModel {
         })
     }
 }
+
+/// A model directory opened for scoring text (`flowlm eval`): the loss model, its special ids
+/// and row length, its tokenizer and the longest row its positions cover.
+pub struct ScoredModel {
+    pub model: Box<dyn super::LossModel>,
+    pub metadata: FlowlmMetadata,
+    pub tokenizer: Tokenizer,
+    pub context_length: usize,
+}
+
+impl ScoredModel {
+    /// FlowLM's own model (its training length), or a pretrained family (its whole context).
+    pub fn open(dir: &Path, device: &Device) -> Result<Self> {
+        if super::families::is_pretrained(dir) {
+            let opened = OpenedModel::open(dir, device)?;
+            // The network the opened model built is dropped before the parameters are read, so
+            // the weights are in memory once.
+            drop(opened.denoiser);
+            return Ok(Self {
+                model: Box::new(super::families::FamilyParameters::open(dir, device)?),
+                metadata: opened.metadata,
+                tokenizer: opened.tokenizer,
+                context_length: opened.context_length,
+            });
+        }
+        let saved = SavedModel::load(dir, device)?;
+        Ok(Self {
+            context_length: saved.config.max_position_embeddings,
+            model: Box::new(saved.model),
+            metadata: saved.metadata,
+            tokenizer: saved.tokenizer,
+        })
+    }
+}
