@@ -103,3 +103,49 @@ fn whitespace_around_block_tags_matches_transformers() {
         .unwrap();
     assert_eq!(text, "    user: Who wrote Hamlet?\nassistant:\n");
 }
+
+/// Every case `benches/chat_fixture.py` recorded with transformers' `render_jinja_template`
+/// (ChatML, Llama-3 headers, Tulu; a two-turn conversation and a system prompt, with and without
+/// the generation prompt) renders to exactly the same text.
+#[test]
+fn templates_render_exactly_as_transformers_recorded() {
+    #[derive(serde::Deserialize)]
+    struct Case {
+        template_name: String,
+        chat_template: String,
+        bos_token: String,
+        eos_token: String,
+        messages: Vec<Message>,
+        add_generation_prompt: bool,
+        expected: String,
+    }
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat-templates.json");
+    let cases: Vec<Case> = serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap();
+    assert_eq!(cases.len(), 12);
+    for (index, case) in cases.iter().enumerate() {
+        let dir = template_dir(
+            &format!("recorded-{index}"),
+            serde_json::json!({
+                "chat_template": case.chat_template,
+                "bos_token": case.bos_token,
+                "eos_token": case.eos_token,
+            }),
+        );
+        let text = ChatTemplate::load(&dir)
+            .unwrap()
+            .render(&case.messages, case.add_generation_prompt)
+            .unwrap();
+        assert_eq!(
+            text,
+            case.expected,
+            "{} ({} messages, generation prompt {})",
+            case.template_name,
+            case.messages.len(),
+            case.add_generation_prompt
+        );
+    }
+}
