@@ -655,3 +655,27 @@ fn sharded_and_single_file_checkpoints_compute_the_same() {
         }
     }
 }
+
+/// Opening a checkpoint reports its tensor bytes as they are read: counts that only grow and
+/// end at the size of every tensor in the file.
+#[test]
+fn loading_reports_progress_up_to_every_tensor_byte() {
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    flowlm::model::open::OpenedModel::open_with_progress(
+        &bert_tiny(),
+        &Device::flex(),
+        move |read, total| sink.lock().unwrap().push((read, total)),
+    )
+    .unwrap();
+    let reports = reports.lock().unwrap();
+    let weights = std::fs::read(bert_tiny().join("model.safetensors")).unwrap();
+    let header = u64::from_le_bytes(weights[..8].try_into().unwrap()) + 8;
+    let data_bytes = weights.len() as u64 - header;
+    assert!(reports.len() > 10, "{} reports", reports.len());
+    assert!(reports.windows(2).all(|w| w[0].0 <= w[1].0));
+    assert!(reports.iter().all(|&(_, total)| total == data_bytes));
+    // BERT reads every tensor but the unused pooler (and reads the tied decoder once more).
+    let (last, _) = *reports.last().unwrap();
+    assert!(last > data_bytes * 9 / 10, "read {last} of {data_bytes}");
+}

@@ -2,7 +2,6 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use flowlm::eval::throughput::{Throughput, bench_generate, bench_train, peak_memory_bytes};
 use flowlm::model::SavedModel;
-use flowlm::model::open::OpenedModel;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -216,8 +215,7 @@ fn generate(
     device: &burn::tensor::Device,
     report: &mut serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<()> {
-    let model =
-        OpenedModel::open(dir, device).with_context(|| format!("opening {}", dir.display()))?;
+    let model = super::open_model(dir, device)?;
     let mut prompt = model.prompt_prefix.clone();
     prompt.extend(model.tokenizer.encode("ROMEO:")?);
     let room = model.context_length.saturating_sub(prompt.len());

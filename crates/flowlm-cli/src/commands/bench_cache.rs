@@ -6,7 +6,6 @@ use flowlm::eval::decoding_modes::{
     DecodingMode, SpeedRow, TaskFigures, compare_accuracy, compare_speed,
 };
 use flowlm::model::SavedModel;
-use flowlm::model::open::OpenedModel;
 use flowlm::tasks::task_for_data;
 use std::path::{Path, PathBuf};
 
@@ -35,8 +34,7 @@ pub fn run(bench: &CacheBench, dir: &Path, device: &burn::tensor::Device) -> any
         "--threshold",
         flowlm::limits::finite_above(bench.threshold, 0.0, 1.0),
     )?;
-    let model =
-        OpenedModel::open(dir, device).with_context(|| format!("opening {}", dir.display()))?;
+    let model = super::open_model(dir, device)?;
     let mut prompt = model.prompt_prefix.clone();
     prompt.extend(model.tokenizer.encode(&bench.prompt)?);
     let width = prompt.len() + bench.gen_length;

@@ -2,7 +2,6 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use flowlm::canvas::Canvas;
 use flowlm::model::CacheMode;
-use flowlm::model::open::OpenedModel;
 use flowlm::random::rng_for;
 use flowlm::sampler::{
     DreamConfidence, Initialization, ParallelRule, Remasking, SAMPLERS, SamplerSettings, StepEvent,
@@ -159,8 +158,7 @@ fn render(tokenizer: &Tokenizer, canvas: &Canvas, fresh: &[usize]) -> String {
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let device = super::device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);
-    let saved = OpenedModel::open(&dir, &device)
-        .with_context(|| format!("loading the model from {}", dir.display()))?;
+    let saved = super::open_model(&dir, &device)?;
     let defaults = &saved.metadata.sampler_defaults;
     let sampler_name = args.sampler.as_deref().unwrap_or(defaults.sampler.as_str());
     let gen_length = args.gen_length.unwrap_or(defaults.gen_length);

@@ -27,3 +27,32 @@ pub fn default_model_dir() -> PathBuf {
 pub fn device(name: &str) -> anyhow::Result<burn::tensor::Device> {
     Ok(flowlm::device::parse_device(name)?)
 }
+
+/// Opens any model directory, with a progress bar on stderr while a large pretrained
+/// checkpoint's tensors are read (hidden below 256 MiB or when stderr is not a terminal).
+pub fn open_model(
+    dir: &std::path::Path,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<flowlm::model::open::OpenedModel> {
+    use anyhow::Context;
+    const SHOWN_FROM: u64 = 256 << 20;
+    let bar = indicatif::ProgressBar::hidden();
+    let shown = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let reporter = bar.clone();
+    let opened = flowlm::model::open::OpenedModel::open_with_progress(dir, device, move |read, total| {
+        if shown && total >= SHOWN_FROM && reporter.is_hidden() {
+            reporter.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            reporter.set_length(total);
+            reporter.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "loading weights {bar:30} {binary_bytes}/{binary_total_bytes} [{elapsed_precise} < {eta_precise}]",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+        }
+        reporter.set_position(read);
+    })
+    .with_context(|| format!("loading the model from {}", dir.display()));
+    bar.finish_and_clear();
+    opened
+}

@@ -45,6 +45,16 @@ pub fn model_type(config: &str, path: &Path) -> Result<String> {
 
 impl OpenedModel {
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
+        Self::open_with_progress(dir, device, |_, _| {})
+    }
+
+    /// [`Self::open`], calling `report(bytes read, total bytes)` as a pretrained checkpoint's
+    /// tensors are read.
+    pub fn open_with_progress(
+        dir: &Path,
+        device: &Device,
+        report: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<Self> {
         if dir.join(METADATA_FILE).is_file() {
             let saved = SavedModel::load(dir, device)?;
             return Ok(Self {
@@ -63,7 +73,7 @@ impl OpenedModel {
         }
         let config = crate::io::read_to_string(&config_path)?;
         let family = family(&model_type(&config, &config_path)?)?;
-        let network = (family.load)(&config, &Weights::open(dir)?, device)?;
+        let network = (family.load)(&config, &Weights::open(dir)?.with_progress(report), device)?;
         let tokenizer_path = dir.join(TOKENIZER_FILE);
         if !tokenizer_path.is_file() {
             return Err(FlowError::Model {

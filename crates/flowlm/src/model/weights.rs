@@ -15,6 +15,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorInfo};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -25,6 +26,15 @@ pub struct Weights {
     files: Vec<(PathBuf, Mmap)>,
     tensors: HashMap<String, Entry>,
     in_memory: HashMap<String, (Vec<usize>, Tensor<1>)>,
+    progress: Option<Progress>,
+}
+
+/// Bytes of tensor data read so far, reported as (read, total) after each tensor: loading a
+/// large checkpoint takes a minute, and a user should see it advance.
+struct Progress {
+    read: AtomicU64,
+    total: u64,
+    report: Box<dyn Fn(u64, u64) + Send + Sync>,
 }
 
 /// Where one tensor lies: its file (index into `files`), dtype, shape and byte range.
@@ -104,7 +114,23 @@ impl Weights {
             files,
             tensors,
             in_memory: HashMap::new(),
+            progress: None,
         })
+    }
+
+    /// Calls `report(bytes read, total bytes)` after each tensor the model reads.
+    pub fn with_progress(mut self, report: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        let total = self
+            .tensors
+            .values()
+            .map(|entry| (entry.info.data_offsets.1 - entry.info.data_offsets.0) as u64)
+            .sum();
+        self.progress = Some(Progress {
+            read: AtomicU64::new(0),
+            total,
+            report: Box::new(report),
+        });
+        self
     }
 
     /// Named tensors in memory, each flattened with its shape; reads return them reshaped
@@ -114,6 +140,7 @@ impl Weights {
             files: Vec::new(),
             tensors: HashMap::new(),
             in_memory: tensors,
+            progress: None,
         }
     }
 
@@ -244,6 +271,16 @@ impl Weights {
             });
         }
         let (begin, end) = info.data_offsets;
+        if let Some(progress) = &self.progress {
+            // A tied matrix is read twice; the count never passes the total.
+            let read = progress
+                .read
+                .fetch_add((end - begin) as u64, Ordering::Relaxed);
+            (progress.report)(
+                (read + (end - begin) as u64).min(progress.total),
+                progress.total,
+            );
+        }
         Ok((
             entry,
             &map[entry.data_start + begin..entry.data_start + end],
