@@ -679,3 +679,36 @@ fn loading_reports_progress_up_to_every_tensor_byte() {
     let (last, _) = *reports.last().unwrap();
     assert!(last > data_bytes * 9 / 10, "read {last} of {data_bytes}");
 }
+
+/// `bench generate --random-weights` presets: built in memory with 16-bit matrices and no file,
+/// they run a forward pass of the preset's shapes; an unknown preset lists the known ones.
+#[test]
+fn random_weight_presets_build_in_memory_and_run() {
+    use flowlm::model::families::{RANDOM_PRESETS, random_network};
+    let device = Device::flex();
+    let network = random_network("llada-46m", &device).unwrap();
+    assert_eq!(
+        (network.vocab_size(), network.context_length()),
+        (4096, 4096)
+    );
+    let ids = burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(vec![1i64, 2, 3, 4095], [1, 4]),
+        &device,
+    );
+    let positions = burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(vec![0i64, 1, 2, 3], [1, 4]),
+        &device,
+    );
+    let (logits, _) = network.forward(ids, positions, None, None).unwrap();
+    assert_eq!(logits.dims(), [1, 4, 4096]);
+    let values: Vec<f32> = logits.into_data().try_to_vec().unwrap();
+    assert!(values.iter().all(|v| v.is_finite()));
+    assert!(
+        values.iter().any(|&v| v != values[0]),
+        "random weights give varied logits"
+    );
+    let error = random_network("gpt-5", &device).err().unwrap().to_string();
+    for (name, _, _) in RANDOM_PRESETS {
+        assert!(error.contains(name), "{error}");
+    }
+}

@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// FlowLM opens, pretrained checkpoints included) to use [default: models/default]
     #[arg(long)]
     model: Option<PathBuf>,
+    /// generate: instead of --model, a checkpoint of these shapes built in memory with random
+    /// bf16 weights, no file (llada-8b: LLaDA-8B's 8.0B parameters, 16 GB; llada-46m)
+    #[arg(long, value_name = "PRESET", conflicts_with = "model")]
+    random_weights: Option<String>,
     /// Training batch; generate runs batch 1 and this batch
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -129,6 +133,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     ] {
         within(value, 1, max).map_err(|message| anyhow::anyhow!("{flag} {message}"))?;
     }
+    if args.random_weights.is_some() && !matches!(args.what, What::Generate) {
+        anyhow::bail!("--random-weights is for `bench generate` (train and cache read --model)");
+    }
     let device = super::device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(super::default_model_dir);
     let mut report = serde_json::Map::new();
@@ -215,22 +222,46 @@ fn generate(
     device: &burn::tensor::Device,
     report: &mut serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<()> {
-    let model = super::open_model(dir, device)?;
-    let mut prompt = model.prompt_prefix.clone();
-    prompt.extend(model.tokenizer.encode("ROMEO:")?);
-    let room = model.context_length.saturating_sub(prompt.len());
+    // (denoiser, prompt ids, mask id, pad id, context)
+    let (denoiser, prompt, mask, pad, context) = match &args.random_weights {
+        Some(preset) => {
+            if !args.json {
+                eprintln!("building {preset} with random bf16 weights in memory");
+            }
+            let network = flowlm::model::families::random_network(preset, device)?;
+            let mask = network
+                .mask_token_id()
+                .context("the preset's config names no mask_token_id")?;
+            let context = network.context_length();
+            let denoiser: Box<dyn flowlm::model::Denoiser> =
+                Box::new(flowlm::model::families::NetworkDenoiser {
+                    network,
+                    device: device.clone(),
+                });
+            // Random weights come without a tokenizer: six arbitrary ids stand for "ROMEO:".
+            (denoiser, (1..=6).collect::<Vec<u32>>(), mask, 0, context)
+        }
+        None => {
+            let model = super::open_model(dir, device)?;
+            let mut prompt = model.prompt_prefix.clone();
+            prompt.extend(model.tokenizer.encode("ROMEO:")?);
+            let ids = &model.metadata;
+            let (mask, pad) = (ids.mask_token_id, ids.pad_token_id);
+            (model.denoiser, prompt, mask, pad, model.context_length)
+        }
+    };
+    let room = context.saturating_sub(prompt.len());
     if room == 0 {
         anyhow::bail!("the model's context leaves no room after the prompt");
     }
     let gen_length = gen_length.min(room);
-    let ids = &model.metadata;
     report.insert("prompt".into(), json!(prompt));
     for batch in [1, args.batch_size] {
         let result = bench_generate(
-            &*model.denoiser,
+            &*denoiser,
             &prompt,
-            ids.mask_token_id,
-            ids.pad_token_id,
+            mask,
+            pad,
             gen_length,
             gen_length,
             batch,

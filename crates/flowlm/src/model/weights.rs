@@ -27,6 +27,8 @@ pub struct Weights {
     tensors: HashMap<String, Entry>,
     in_memory: HashMap<String, (Vec<usize>, Tensor<1>)>,
     progress: Option<Progress>,
+    /// Random values of any name and shape asked for, matrices in this dtype ([`Self::random`]).
+    random: Option<(u64, DType)>,
 }
 
 /// Bytes of tensor data read so far, reported as (read, total) after each tensor: loading a
@@ -115,7 +117,64 @@ impl Weights {
             tensors,
             in_memory: HashMap::new(),
             progress: None,
+            random: None,
         })
+    }
+
+    /// Every tensor a family asks for, made up on the spot: matrices uniform in +-0.02 in
+    /// `dtype` (keyed by `seed` and the name), vectors (norm scales, biases) ones. A forward
+    /// pass costs what it costs on a real checkpoint of those shapes, with no file: how
+    /// `flowlm bench generate --random-weights` measures an 8B model's speed.
+    pub fn random(seed: u64, dtype: DType) -> Self {
+        Self {
+            files: Vec::new(),
+            tensors: HashMap::new(),
+            in_memory: HashMap::new(),
+            progress: None,
+            random: Some((seed, dtype)),
+        }
+    }
+
+    fn random_matrix(
+        name: &str,
+        shape: [usize; 2],
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Tensor<2> {
+        // xorshift64*: billions of values in seconds; speed does not depend on them.
+        let mut state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }) | 1;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            (bits as f32 / (1u64 << 24) as f32 - 0.5) * 0.04
+        };
+        let count = shape[0] * shape[1];
+        let options = TensorCreationOptions::new(device.clone()).with_dtype(dtype);
+        match dtype {
+            DType::BF16 => Tensor::from_data(
+                TensorData::new(
+                    (0..count).map(|_| half::bf16::from_f32(next())).collect(),
+                    shape,
+                ),
+                options,
+            ),
+            DType::F16 => Tensor::from_data(
+                TensorData::new(
+                    (0..count).map(|_| half::f16::from_f32(next())).collect(),
+                    shape,
+                ),
+                options,
+            ),
+            _ => Tensor::from_data(
+                TensorData::new((0..count).map(|_| next()).collect(), shape),
+                device,
+            ),
+        }
     }
 
     /// Calls `report(bytes read, total bytes)` after each tensor the model reads.
@@ -141,11 +200,14 @@ impl Weights {
             tensors: HashMap::new(),
             in_memory: tensors,
             progress: None,
+            random: None,
         }
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name) || self.in_memory.contains_key(name)
+        self.random.is_some()
+            || self.tensors.contains_key(name)
+            || self.in_memory.contains_key(name)
     }
 
     /// The names of the file's floating-point tensors (the parameters; integer buffers such
@@ -188,6 +250,9 @@ impl Weights {
         if let Some(tensor) = self.memory_tensor(name, shape) {
             return tensor;
         }
+        if let Some((seed, dtype)) = self.random {
+            return Ok(Self::random_matrix(name, shape, seed, dtype, device));
+        }
         let (entry, bytes) = self.entry(name, &shape)?;
         let options = |dtype| TensorCreationOptions::new(device.clone()).with_dtype(dtype);
         Ok(match entry.info.dtype {
@@ -212,6 +277,9 @@ impl Weights {
     ) -> Result<Tensor<D>> {
         if let Some(tensor) = self.memory_tensor(name, shape) {
             return tensor;
+        }
+        if self.random.is_some() {
+            return Ok(Tensor::ones(shape, device));
         }
         let values = self.f32_values(name, &shape)?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))

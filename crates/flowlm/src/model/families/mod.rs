@@ -95,6 +95,43 @@ pub const FAMILIES: &[Family] = &[
     },
 ];
 
+/// Checkpoint shapes `flowlm bench generate --random-weights NAME` builds with random values in
+/// bf16 and no file: (name, `model_type`, `config.json`). LLaDA-8B's are the released models'.
+pub const RANDOM_PRESETS: &[(&str, &str, &str)] = &[
+    (
+        "llada-8b",
+        "llada",
+        r#"{"d_model": 4096, "n_heads": 32, "n_kv_heads": 32, "n_layers": 32,
+            "mlp_hidden_size": 12288, "vocab_size": 126464, "embedding_size": 126464,
+            "max_sequence_length": 4096, "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
+            "weight_tying": false, "mask_token_id": 126336, "block_type": "llama",
+            "activation_type": "silu", "layer_norm_type": "rms", "rope": true}"#,
+    ),
+    (
+        "llada-46m",
+        "llada",
+        r#"{"d_model": 768, "n_heads": 12, "n_layers": 6, "mlp_hidden_size": 2048,
+            "vocab_size": 4096, "max_sequence_length": 4096, "mask_token_id": 4095,
+            "weight_tying": true}"#,
+    ),
+];
+
+/// The network of random-weight preset `name` (see [`RANDOM_PRESETS`]) on `device`.
+pub fn random_network(name: &str, device: &Device) -> Result<Box<dyn Network>> {
+    let (_, model_type, config) = RANDOM_PRESETS
+        .iter()
+        .find(|preset| preset.0 == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = RANDOM_PRESETS.iter().map(|p| p.0).collect();
+            FlowError::argument(
+                "--random-weights",
+                format!("`{name}` is not a preset; known: {}", known.join(", ")),
+            )
+        })?;
+    let weights = Weights::random(0, burn::tensor::DType::BF16);
+    (family(model_type)?.load)(config, &weights, device)
+}
+
 /// A family's `config.json` text as its config struct; `family` names it in the error.
 fn parse_config<C: serde::de::DeserializeOwned>(text: &str, family: &str) -> Result<C> {
     serde_json::from_str(text)
