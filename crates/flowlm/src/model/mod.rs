@@ -6,6 +6,7 @@ pub mod families;
 mod initialization;
 pub mod kv_cache;
 pub mod open;
+pub mod sampled;
 pub mod saved;
 pub mod saved_defaults;
 mod trainable;
@@ -48,6 +49,28 @@ impl Logits {
                 chunk[token] = f32::NEG_INFINITY;
             }
         }
+    }
+
+    /// The logits of canvas `columns` only, `[batch, columns, vocab]`.
+    pub fn columns(&self, columns: Range<usize>) -> Result<Self> {
+        if columns.is_empty() || columns.end > self.length {
+            return Err(FlowError::argument(
+                "columns",
+                format!("{columns:?} is not inside the {} columns", self.length),
+            ));
+        }
+        let mut values = Vec::with_capacity(self.batch * columns.len() * self.vocab);
+        for row in 0..self.batch {
+            for column in columns.clone() {
+                values.extend_from_slice(self.at(row, column));
+            }
+        }
+        Ok(Self {
+            batch: self.batch,
+            length: columns.len(),
+            vocab: self.vocab,
+            values,
+        })
     }
 
     pub fn at_mut(&mut self, row: usize, position: usize) -> &mut [f32] {
@@ -156,6 +179,29 @@ pub trait Denoiser {
     ) -> Result<TopChoices> {
         let _ = columns;
         self.top_choices(canvas, None, forbidden)
+    }
+
+    /// [`sampled::SampledChoices`] for the `columns` of every row (no time) at `temperature`,
+    /// `forbidden` never chosen, `uniforms` one per (row, column) of `columns`: what LLaDA's
+    /// Gumbel-max sampling reads. The default computes it from the host logits; a model
+    /// computes it on its device, so that `[batch, columns, K]` values reach the host.
+    fn sampled_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+        temperature: f64,
+        uniforms: &[f64],
+    ) -> Result<sampled::SampledChoices> {
+        let mut logits = self.logits(canvas, None)?;
+        logits.forbid(forbidden);
+        let mut choices = sampled::SampledChoices::from_logits(
+            &logits.columns(columns.clone())?,
+            temperature,
+            uniforms,
+        )?;
+        choices.first_column = columns.start;
+        Ok(choices)
     }
 
     /// Fast-dLLM's cached decoding. Without `cache`, runs the whole canvas and also returns

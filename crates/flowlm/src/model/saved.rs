@@ -517,6 +517,33 @@ impl super::Denoiser for ModelDenoiser {
         TopChoices::on_device(self.device_logits(canvas, None, columns), forbidden, first)
     }
 
+    fn sampled_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+        temperature: f64,
+        uniforms: &[f64],
+    ) -> Result<super::sampled::SampledChoices> {
+        if columns.is_empty() || columns.end > canvas.width() {
+            return Err(FlowError::argument(
+                "columns",
+                format!(
+                    "{columns:?} is not inside the canvas's {} columns",
+                    canvas.width()
+                ),
+            ));
+        }
+        let first = columns.start;
+        super::sampled::SampledChoices::on_device(
+            self.device_logits(canvas, None, columns),
+            forbidden,
+            first,
+            temperature,
+            uniforms,
+        )
+    }
+
     fn cached_top_choices(
         &self,
         canvas: &Canvas,

@@ -7,6 +7,7 @@
 use super::{Observer, Sampler, SamplerReport, StepEvent, commit, gumbel_argmax, predict};
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
+use crate::model::sampled::SampledChoices;
 use crate::model::{CacheMode, Denoiser, KvCache, Logits, TopChoices, softmax};
 use crate::random::{StdRng, split};
 use rand::Rng;
@@ -95,6 +96,9 @@ impl Default for LladaSampler {
 /// What one step read from the denoiser.
 enum StepPrediction {
     Top(TopChoices),
+    /// Temperature sampling without guidance: Gumbel-max candidates computed where the logits
+    /// are (see [`SampledChoices`]).
+    Sampled(SampledChoices),
     Logits(Logits),
 }
 
@@ -140,17 +144,29 @@ impl LladaSampler {
         self.temperature <= 0.0 && self.cfg_scale <= 0.0
     }
 
-    /// A full pass's prediction: top choices of the `columns` the step reads, or full logits
-    /// when sampling needs them.
+    /// A full pass's prediction for the `columns` the step reads: top choices at temperature
+    /// 0, Gumbel-max candidates when sampling (`uniforms`: one per slot of `columns`), full
+    /// logits with guidance.
     fn predict_uncached(
         &self,
         denoiser: &dyn Denoiser,
         canvas: &Canvas,
         columns: std::ops::Range<usize>,
+        uniforms: &[f64],
     ) -> Result<(StepPrediction, usize)> {
         if self.needs_only_top_choices() {
             let choices = denoiser.top_choices_in(canvas, columns, canvas.mask_id)?;
             return Ok((StepPrediction::Top(choices), 1));
+        }
+        if self.cfg_scale <= 0.0 {
+            let choices = denoiser.sampled_choices_in(
+                canvas,
+                columns,
+                canvas.mask_id,
+                self.temperature,
+                uniforms,
+            )?;
+            return Ok((StepPrediction::Sampled(choices), 1));
         }
         let (logits, passes) = self.guided_logits(denoiser, canvas)?;
         Ok((StepPrediction::Logits(logits), passes))
@@ -250,6 +266,10 @@ impl LladaSampler {
             let (token, probability) = match prediction {
                 StepPrediction::Top(choices) => {
                     let (token, probability) = choices.at(row, column);
+                    (token as usize, probability)
+                }
+                StepPrediction::Sampled(choices) => {
+                    let (token, probability) = choices.draw(row, column, rng);
                     (token as usize, probability)
                 }
                 StepPrediction::Logits(logits) => {
@@ -385,7 +405,20 @@ impl LladaSampler {
         let read = blocks
             .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
             .unwrap_or(canvas.response_start..canvas.width());
-        let (prediction, passes) = self.predict_uncached(denoiser, canvas, read)?;
+        // The uniforms that pick a sampled slot's token among the unlikely ones: each row draws
+        // them for its own block from its own stream, as it would alone.
+        let mut uniforms = vec![0.5; canvas.batch() * read.len()];
+        if !self.needs_only_top_choices() {
+            for (row, progress) in rows.iter_mut().enumerate() {
+                if let Some(current) = progress {
+                    for column in self.block_columns(canvas, current.block) {
+                        uniforms[row * read.len() + column - read.start] =
+                            crate::random::open_unit(&mut current.rng);
+                    }
+                }
+            }
+        }
+        let (prediction, passes) = self.predict_uncached(denoiser, canvas, read, &uniforms)?;
         let mut event = StepEvent {
             step,
             changes: Vec::new(),

@@ -182,6 +182,26 @@ impl Denoiser for NetworkDenoiser {
         TopChoices::on_device(logits, forbidden, 0)
     }
 
+    fn sampled_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+        temperature: f64,
+        uniforms: &[f64],
+    ) -> Result<crate::model::sampled::SampledChoices> {
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        let (logits, _) = self.network.forward(ids, positions.int(), padding, None)?;
+        let logits = read_columns(logits, &columns, 0)?;
+        crate::model::sampled::SampledChoices::on_device(
+            logits,
+            forbidden,
+            columns.start,
+            temperature,
+            uniforms,
+        )
+    }
+
     fn cached_top_choices(
         &self,
         canvas: &Canvas,
