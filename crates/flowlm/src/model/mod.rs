@@ -147,6 +147,92 @@ impl TopChoices {
     }
 }
 
+/// Per slot of some columns, what Dream's rankings read at temperature 0: the top choice and
+/// its probability (as [`TopChoices`]), the second-largest probability (`topk_margin`) and
+/// sum_v p_v ln(p_v + 1e-10) (`entropy`, Dream's negative entropy), the forbidden token at
+/// probability 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedChoices {
+    pub top: TopChoices,
+    second: Vec<f64>,
+    negative_entropy: Vec<f64>,
+}
+
+impl RankedChoices {
+    /// From device logits `[B, L, V]` of the columns starting at `first_column`: only
+    /// `[B, L]` values reach the host.
+    pub fn on_device(logits: Tensor<3>, forbidden: u32, first_column: usize) -> Result<Self> {
+        let [batch, length, vocab] = logits.dims();
+        let device = logits.device();
+        let mut bias = vec![0.0f32; vocab];
+        if let Some(b) = bias.get_mut(forbidden as usize) {
+            *b = f32::NEG_INFINITY;
+        }
+        let bias = Tensor::<1>::from_data(TensorData::new(bias, [vocab]), &device);
+        let logits = logits + bias.reshape([1, 1, vocab]);
+        let (max, argmax) = logits.clone().max_dim_with_indices(2);
+        let shifted = logits.clone() - max;
+        let normalizer = shifted.clone().exp().sum_dim(2);
+        let probabilities = shifted.clone().exp() / normalizer.clone();
+        let negative_entropy = (probabilities.clone() * (probabilities + 1e-10).log()).sum_dim(2);
+        // The second largest: the maximum once the argmax is out.
+        let others = shifted.scatter(
+            2,
+            argmax.clone(),
+            Tensor::<3>::full([batch, length, 1], f32::NEG_INFINITY, &device),
+            burn::tensor::IndexingUpdateOp::Assign,
+        );
+        let second = others.max_dim(2).exp() / normalizer.clone();
+        let read = |what: &str, data: TensorData| {
+            data.convert::<f64>()
+                .try_into_vec::<f64>()
+                .map_err(|e| FlowError::Unsupported(format!("reading {what}: {e:?}")))
+        };
+        let tokens = read("top tokens", argmax.into_data())?;
+        let normalizer = read("top probabilities", normalizer.into_data())?;
+        Ok(Self {
+            top: TopChoices {
+                length,
+                first_column,
+                tokens: tokens.iter().map(|&t| t as u32).collect(),
+                probabilities: normalizer.iter().map(|&z| 1.0 / z).collect(),
+            },
+            second: read("second probabilities", second.into_data())?,
+            negative_entropy: read("entropies", negative_entropy.into_data())?,
+        })
+    }
+
+    /// The same figures from host logits (the forbidden token already at -inf), in f64.
+    pub fn from_logits(logits: &Logits) -> Self {
+        let top = TopChoices::from_logits(logits);
+        let (mut second, mut negative_entropy) = (Vec::new(), Vec::new());
+        for (slot, &token) in logits.values.chunks(logits.vocab).zip(&top.tokens) {
+            let probabilities = softmax(slot);
+            let runner_up = probabilities
+                .iter()
+                .enumerate()
+                .filter(|&(v, _)| v != token as usize)
+                .map(|(_, &p)| p)
+                .fold(0.0, f64::max);
+            second.push(runner_up);
+            negative_entropy.push(probabilities.iter().map(|&p| p * (p + 1e-10).ln()).sum());
+        }
+        Self {
+            top,
+            second,
+            negative_entropy,
+        }
+    }
+
+    /// (token, its probability, the second-largest probability, negative entropy) at `row`,
+    /// canvas `column`.
+    pub fn at(&self, row: usize, column: usize) -> (u32, f64, f64, f64) {
+        let i = row * self.top.length + column - self.top.first_column;
+        let (token, probability) = self.top.at(row, column);
+        (token, probability, self.second[i], self.negative_entropy[i])
+    }
+}
+
 /// The network as samplers see it.
 pub trait Denoiser {
     fn vocab_size(&self) -> usize;
@@ -179,6 +265,21 @@ pub trait Denoiser {
     ) -> Result<TopChoices> {
         let _ = columns;
         self.top_choices(canvas, None, forbidden)
+    }
+
+    /// [`RankedChoices`] for the `columns` of every row (no time), `forbidden` never chosen. The
+    /// default computes them from the host logits; a model computes them on its device.
+    fn ranked_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+    ) -> Result<RankedChoices> {
+        let mut logits = self.logits(canvas, None)?;
+        logits.forbid(forbidden);
+        let mut choices = RankedChoices::from_logits(&logits.columns(columns.clone())?);
+        choices.top.first_column = columns.start;
+        Ok(choices)
     }
 
     /// [`sampled::SampledChoices`] for the `columns` of every row (no time) at `temperature`,

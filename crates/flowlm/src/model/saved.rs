@@ -517,6 +517,25 @@ impl super::Denoiser for ModelDenoiser {
         TopChoices::on_device(self.device_logits(canvas, None, columns), forbidden, first)
     }
 
+    fn ranked_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+    ) -> Result<super::RankedChoices> {
+        if columns.is_empty() || columns.end > canvas.width() {
+            return Err(FlowError::argument(
+                "columns",
+                format!(
+                    "{columns:?} is not inside the canvas's {} columns",
+                    canvas.width()
+                ),
+            ));
+        }
+        let first = columns.start;
+        super::RankedChoices::on_device(self.device_logits(canvas, None, columns), forbidden, first)
+    }
+
     fn sampled_choices_in(
         &self,
         canvas: &Canvas,

@@ -22,7 +22,6 @@ use super::{Observer, Sampler, SamplerReport, StepEvent, commit, predict};
 use crate::canvas::Canvas;
 use crate::error::Result;
 use crate::model::Denoiser;
-use crate::model::softmax;
 use crate::random::StdRng;
 
 /// How Dream ranks the masked slots (its `alg`).
@@ -84,16 +83,10 @@ impl DreamSampler {
         (masked as f32 * share) as usize
     }
 
-    /// The token for one slot and its confidence, from the slot's logits. At temperature 0 the
-    /// plain softmax is read in one pass (no sort of the vocabulary: a real model has 150k
-    /// tokens per slot); above it, the filtered distribution the token is drawn from.
+    /// A sampled token for one slot and its confidence, from the slot's logits: drawn from the
+    /// filtered distribution (temperature > 0), ranked on that distribution.
     fn choose(&self, logits: &[f32], rng: &mut StdRng) -> (u32, f64) {
-        let sampling = self.temperature > 0.0;
-        let distribution: Vec<(usize, f64)> = if sampling {
-            filtered_distribution(logits, self.temperature, self.top_k, self.top_p)
-        } else {
-            softmax(logits).into_iter().enumerate().collect()
-        };
+        let distribution = filtered_distribution(logits, self.temperature, self.top_k, self.top_p);
         // The two largest probabilities, the first of equals winning (as the argmax does).
         let (mut first, mut second) = ((0, f64::NEG_INFINITY), 0.0);
         for &(token, p) in &distribution {
@@ -104,11 +97,7 @@ impl DreamSampler {
                 second = p;
             }
         }
-        let (token, probability) = if sampling {
-            distribution[draw(&distribution, rng)]
-        } else {
-            first
-        };
+        let (token, probability) = distribution[draw(&distribution, rng)];
         let confidence = match self.confidence {
             DreamConfidence::Probability => probability,
             DreamConfidence::Margin => first.1 - second,
@@ -118,6 +107,28 @@ impl DreamSampler {
                 .sum(),
         };
         (token as u32, confidence)
+    }
+}
+
+/// A step's prediction: full host logits when sampling, device-computed rankings at 0.
+enum Prediction {
+    Logits(crate::model::Logits),
+    Ranked(crate::model::RankedChoices),
+}
+
+impl DreamSampler {
+    /// The argmax and its confidence at temperature 0, from a slot's (token, probability,
+    /// second probability, negative entropy).
+    fn rank(
+        &self,
+        (token, probability, second, negative_entropy): (u32, f64, f64, f64),
+    ) -> (u32, f64) {
+        let confidence = match self.confidence {
+            DreamConfidence::Probability => probability,
+            DreamConfidence::Margin => probability - second,
+            DreamConfidence::NegativeEntropy => negative_entropy,
+        };
+        (token, confidence)
     }
 }
 
@@ -142,18 +153,32 @@ impl Sampler for DreamSampler {
             if (0..canvas.batch()).all(|r| canvas.masked_count(r) == 0) {
                 break;
             }
-            let logits = predict(denoiser, canvas, None)?;
+            // At temperature 0 the rankings need [batch, columns] figures, computed where the
+            // logits are; sampling draws from the filtered distribution on the host.
+            let columns = canvas.response_start..canvas.width();
+            let prediction = if self.temperature > 0.0 {
+                Prediction::Logits(predict(denoiser, canvas, None)?)
+            } else {
+                Prediction::Ranked(denoiser.ranked_choices_in(
+                    canvas,
+                    columns.clone(),
+                    canvas.mask_id,
+                )?)
+            };
             report.forward_passes += 1;
             let mut event = StepEvent {
                 step,
                 changes: Vec::new(),
             };
             for row in 0..canvas.batch() {
-                let mut candidates: Vec<(usize, u32, f64)> = (canvas.response_start
-                    ..canvas.width())
+                let mut candidates: Vec<(usize, u32, f64)> = columns
+                    .clone()
                     .filter(|&column| canvas.is_masked(row, column))
                     .map(|column| {
-                        let (token, confidence) = self.choose(logits.at(row, column), rng);
+                        let (token, confidence) = match &prediction {
+                            Prediction::Logits(logits) => self.choose(logits.at(row, column), rng),
+                            Prediction::Ranked(ranked) => self.rank(ranked.at(row, column)),
+                        };
                         (column, token, confidence)
                     })
                     .collect();
@@ -207,25 +232,45 @@ mod tests {
         assert_eq!(long[63], 2);
     }
 
+    /// Each ranking reads its definition at temperature 0, from rankings computed on the host
+    /// and on the device alike (the forbidden token, here 3, at probability 0).
     #[test]
     fn confidences_follow_their_definitions() {
-        let logits = [2.0f32, 1.0, 0.0];
+        use crate::model::{Logits, RankedChoices};
+        let values = vec![2.0f32, 1.0, 0.0, 9.0];
         let probabilities: Vec<f64> = {
-            let e: Vec<f64> = logits.iter().map(|&l| (l as f64).exp()).collect();
+            let e: Vec<f64> = values[..3].iter().map(|&l| (l as f64).exp()).collect();
             let total: f64 = e.iter().sum();
             e.iter().map(|v| v / total).collect()
         };
-        let mut rng = crate::random::rng_for(0, 0);
-        let mut dream = sampler(4);
-        let (token, p) = dream.choose(&logits, &mut rng);
-        assert_eq!(token, 0);
-        assert!((p - probabilities[0]).abs() < 1e-6);
-        dream.confidence = DreamConfidence::Margin;
-        let (_, margin) = dream.choose(&logits, &mut rng);
-        assert!((margin - (probabilities[0] - probabilities[1])).abs() < 1e-6);
-        dream.confidence = DreamConfidence::NegativeEntropy;
-        let (_, negative_entropy) = dream.choose(&logits, &mut rng);
-        let expected: f64 = probabilities.iter().map(|p| p * (p + 1e-10).ln()).sum();
-        assert!((negative_entropy - expected).abs() < 1e-6);
+        let mut logits = Logits {
+            batch: 1,
+            length: 1,
+            vocab: 4,
+            values: values.clone(),
+        };
+        logits.forbid(3);
+        let device = burn::tensor::Device::flex();
+        let tensor = burn::tensor::Tensor::<3>::from_data(
+            burn::tensor::TensorData::new(values, [1, 1, 4]),
+            &device,
+        );
+        let on_host = RankedChoices::from_logits(&logits);
+        let on_device = RankedChoices::on_device(tensor, 3, 0).unwrap();
+        let expected_entropy: f64 = probabilities.iter().map(|p| p * (p + 1e-10).ln()).sum();
+        for ranked in [on_host, on_device] {
+            let mut dream = sampler(4);
+            let slot = ranked.at(0, 0);
+            dream.confidence = DreamConfidence::Probability;
+            let (token, p) = dream.rank(slot);
+            assert_eq!(token, 0);
+            assert!((p - probabilities[0]).abs() < 1e-6);
+            dream.confidence = DreamConfidence::Margin;
+            let (_, margin) = dream.rank(slot);
+            assert!((margin - (probabilities[0] - probabilities[1])).abs() < 1e-6);
+            dream.confidence = DreamConfidence::NegativeEntropy;
+            let (_, negative_entropy) = dream.rank(slot);
+            assert!((negative_entropy - expected_entropy).abs() < 1e-6);
+        }
     }
 }

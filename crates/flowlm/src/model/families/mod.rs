@@ -182,6 +182,18 @@ impl Denoiser for NetworkDenoiser {
         TopChoices::on_device(logits, forbidden, 0)
     }
 
+    fn ranked_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+    ) -> Result<crate::model::RankedChoices> {
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        let (logits, _) = self.network.forward(ids, positions.int(), padding, None)?;
+        let logits = read_columns(logits, &columns, 0)?;
+        crate::model::RankedChoices::on_device(logits, forbidden, columns.start)
+    }
+
     fn sampled_choices_in(
         &self,
         canvas: &Canvas,
