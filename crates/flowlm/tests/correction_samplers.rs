@@ -122,6 +122,7 @@ fn samplers_are_deterministic_under_a_seed() {
         },
         temperature: TemperatureAnnealing::default(),
         view_scale: Default::default(),
+        loss: Default::default(),
     };
     let uniform = CorruptionConfig::Uniform { steps: 1000 };
     let flow = CorruptionConfig::MaskAndSubstitute {
@@ -188,6 +189,7 @@ fn duo_ends_with_the_greedy_prediction() {
         },
         temperature: TemperatureAnnealing::default(),
         view_scale: Default::default(),
+        loss: Default::default(),
     };
     let settings = SamplerSettings {
         steps: 4,

@@ -220,6 +220,7 @@ fn each_corruption_names_the_samplers_that_drive_it() {
         parameterization: GaussianParameterization::default(),
         temperature: TemperatureAnnealing::default(),
         view_scale: Default::default(),
+        loss: Default::default(),
     };
     assert!(duo.supports_sampler("duo"));
     assert!(!duo.supports_sampler("llada"));
@@ -245,6 +246,7 @@ fn gaussian_soft_weights_rows_by_the_configured_view_scale() {
             },
             temperature: TemperatureAnnealing::default(),
             view_scale,
+            loss: Default::default(),
         };
         let batch = clean(8, 10);
         let out = config

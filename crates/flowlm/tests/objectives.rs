@@ -182,3 +182,24 @@ fn the_default_view_scale_is_one_at_no_noise_and_falls_with_noise() {
         previous = intent(t);
     }
 }
+
+/// The soft-token cross-entropy option is -ln softmax(l)[target] at each position.
+#[test]
+fn soft_token_cross_entropy_matches_hand_computed_values() {
+    use flowlm::objective::cross_entropy_per_position;
+    let device = Device::flex();
+    let logits = Tensor::<3>::from_data(
+        TensorData::new(vec![2.0f32, 0.0, -1.0, 0.5, 0.5, 3.0], [1, 2, 3]),
+        &device,
+    );
+    let ce: Vec<f32> = cross_entropy_per_position(logits, &[0, 2], &device)
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let expected = |row: [f64; 3], target: usize| {
+        let total: f64 = row.iter().map(|v| v.exp()).sum();
+        -(row[target].exp() / total).ln()
+    };
+    assert!((ce[0] as f64 - expected([2.0, 0.0, -1.0], 0)).abs() < 1e-5);
+    assert!((ce[1] as f64 - expected([0.5, 0.5, 3.0], 2)).abs() < 1e-5);
+}

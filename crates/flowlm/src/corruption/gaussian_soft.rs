@@ -7,7 +7,9 @@
 use super::{CleanBatch, CorruptedBatch, Corruption};
 use crate::error::{FlowError, Result};
 use crate::model::{DenoiserInput, LossModel, default_positions};
-use crate::objective::{ViewScale, symmetric_kl_to_one_hot};
+use crate::objective::{
+    SoftTokenLoss, ViewScale, cross_entropy_per_position, symmetric_kl_to_one_hot,
+};
 use crate::random::{StdRng, open_unit};
 use crate::schedule::Schedule;
 use crate::vocabulary::Vocabulary;
@@ -142,6 +144,7 @@ pub struct GaussianSoftCorruption {
     pub parameterization: GaussianParameterization,
     pub temperature: TemperatureAnnealing,
     pub view_scale: ViewScale,
+    pub loss: SoftTokenLoss,
 }
 
 /// Standard normal draw (Box-Muller on the host RNG, so corruption is reproducible).
@@ -257,7 +260,14 @@ impl Corruption for GaussianSoftCorruption {
         let time = Tensor::<1>::from_data(TensorData::new(time_values, [batch]), device);
         let positions = default_positions(batch, length, device);
         let logits = model.forward(input, positions, Some(time), None);
-        let per_position = symmetric_kl_to_one_hot(logits, &corrupted.targets, device);
+        let per_position = match self.loss {
+            SoftTokenLoss::SymmetricKl => {
+                symmetric_kl_to_one_hot(logits, &corrupted.targets, device)
+            }
+            SoftTokenLoss::CrossEntropy => {
+                cross_entropy_per_position(logits, &corrupted.targets, device)
+            }
+        };
         let weights =
             Tensor::<2>::from_data(TensorData::new(corrupted.weights, [batch, length]), device);
         Ok((per_position * weights).sum())

@@ -146,6 +146,9 @@ pub enum CorruptionConfig {
         /// The per-row weight of the symmetric KL (recorded in the model's flowlm.json).
         #[serde(default)]
         view_scale: crate::objective::ViewScale,
+        /// The per-position loss: `symmetric_kl` (seed 001, default) or `cross_entropy`.
+        #[serde(default)]
+        loss: crate::objective::SoftTokenLoss,
     },
     /// No corruption: next-token prediction with a causal model (the autoregressive baseline).
     Autoregressive,
@@ -185,11 +188,13 @@ impl CorruptionConfig {
                 parameterization,
                 temperature,
                 view_scale,
+                loss,
             } => Box::new(GaussianSoftCorruption {
                 vocabulary,
                 parameterization: *parameterization,
                 temperature: *temperature,
                 view_scale: *view_scale,
+                loss: *loss,
             }),
             CorruptionConfig::Autoregressive => Box::new(NextToken),
         }

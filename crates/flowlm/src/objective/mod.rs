@@ -56,6 +56,37 @@ pub fn symmetric_kl_to_one_hot(logits: Tensor<3>, targets: &[u32], device: &Devi
         .reshape([batch, length])
 }
 
+/// The per-position loss of soft-token training (Duo, seed 001).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SoftTokenLoss {
+    /// Seed 001: the symmetric KL to the one-hot target (floored at [`SYMMETRIC_KL_FLOOR`]).
+    #[default]
+    SymmetricKl,
+    /// The x0 cross-entropy -ln p(target) that uniform diffusion trains with, for comparison.
+    CrossEntropy,
+}
+
+/// Per-position cross-entropy -ln softmax(logits)[target], `[B, L]`.
+pub fn cross_entropy_per_position(
+    logits: Tensor<3>,
+    targets: &[u32],
+    device: &Device,
+) -> Tensor<2> {
+    let [batch, length, _] = logits.dims();
+    let targets = Tensor::<3, Int>::from_data(
+        TensorData::new(
+            targets.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+            [batch, length, 1],
+        ),
+        device,
+    );
+    log_softmax(logits, 2)
+        .gather(2, targets)
+        .neg()
+        .reshape([batch, length])
+}
+
 /// How seed 001's symmetric KL weighs each row by its noise level t (ALGORITHMS.md, Duo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
