@@ -102,23 +102,13 @@ impl TopChoices {
     /// The figures computed on the device from logits `[B, L, V]` of the columns starting at
     /// `first_column`, `forbidden` never chosen: only `[B, L]` values reach the host.
     pub fn on_device(logits: Tensor<3>, forbidden: u32, first_column: usize) -> Result<Self> {
-        let [_, length, vocab] = logits.dims();
-        let mut bias = vec![0.0f32; vocab];
-        if let Some(b) = bias.get_mut(forbidden as usize) {
-            *b = f32::NEG_INFINITY;
-        }
-        let bias = Tensor::<1>::from_data(TensorData::new(bias, [vocab]), &logits.device());
-        let logits = logits + bias.reshape([1, 1, vocab]);
+        let [_, length, _] = logits.dims();
+        let logits = forbidding(logits, forbidden);
         let (max, argmax) = logits.clone().max_dim_with_indices(2);
         // p(argmax) = 1 / sum_v exp(l_v - max).
         let normalizer = (logits - max).exp().sum_dim(2);
-        let read = |what: &str, data: TensorData| {
-            data.convert::<f64>()
-                .try_into_vec::<f64>()
-                .map_err(|e| FlowError::Unsupported(format!("reading {what}: {e:?}")))
-        };
-        let tokens = read("top tokens", argmax.into_data())?;
-        let normalizer = read("top probabilities", normalizer.into_data())?;
+        let tokens = host_values("top tokens", argmax.into_data())?;
+        let normalizer = host_values("top probabilities", normalizer.into_data())?;
         Ok(Self {
             length,
             first_column,
@@ -147,6 +137,24 @@ impl TopChoices {
     }
 }
 
+/// A device tensor's values on the host as f64; `what` names them in the error.
+pub(crate) fn host_values(what: &str, data: TensorData) -> Result<Vec<f64>> {
+    data.convert::<f64>()
+        .try_into_vec::<f64>()
+        .map_err(|e| FlowError::Unsupported(format!("reading {what}: {e:?}")))
+}
+
+/// Device logits `[B, L, V]` with `forbidden` at -inf in every slot (never chosen).
+pub(crate) fn forbidding(logits: Tensor<3>, forbidden: u32) -> Tensor<3> {
+    let vocab = logits.dims()[2];
+    let mut bias = vec![0.0f32; vocab];
+    if let Some(b) = bias.get_mut(forbidden as usize) {
+        *b = f32::NEG_INFINITY;
+    }
+    let bias = Tensor::<1>::from_data(TensorData::new(bias, [vocab]), &logits.device());
+    logits + bias.reshape([1, 1, vocab])
+}
+
 /// Per slot of some columns, what Dream's rankings read at temperature 0: the top choice and
 /// its probability (as [`TopChoices`]), the second-largest probability (`topk_margin`) and
 /// sum_v p_v ln(p_v + 1e-10) (`entropy`, Dream's negative entropy), the forbidden token at
@@ -162,14 +170,9 @@ impl RankedChoices {
     /// From device logits `[B, L, V]` of the columns starting at `first_column`: only
     /// `[B, L]` values reach the host.
     pub fn on_device(logits: Tensor<3>, forbidden: u32, first_column: usize) -> Result<Self> {
-        let [batch, length, vocab] = logits.dims();
+        let [batch, length, _] = logits.dims();
         let device = logits.device();
-        let mut bias = vec![0.0f32; vocab];
-        if let Some(b) = bias.get_mut(forbidden as usize) {
-            *b = f32::NEG_INFINITY;
-        }
-        let bias = Tensor::<1>::from_data(TensorData::new(bias, [vocab]), &device);
-        let logits = logits + bias.reshape([1, 1, vocab]);
+        let logits = forbidding(logits, forbidden);
         let (max, argmax) = logits.clone().max_dim_with_indices(2);
         let shifted = logits.clone() - max;
         let normalizer = shifted.clone().exp().sum_dim(2);
@@ -183,13 +186,8 @@ impl RankedChoices {
             burn::tensor::IndexingUpdateOp::Assign,
         );
         let second = others.max_dim(2).exp() / normalizer.clone();
-        let read = |what: &str, data: TensorData| {
-            data.convert::<f64>()
-                .try_into_vec::<f64>()
-                .map_err(|e| FlowError::Unsupported(format!("reading {what}: {e:?}")))
-        };
-        let tokens = read("top tokens", argmax.into_data())?;
-        let normalizer = read("top probabilities", normalizer.into_data())?;
+        let tokens = host_values("top tokens", argmax.into_data())?;
+        let normalizer = host_values("top probabilities", normalizer.into_data())?;
         Ok(Self {
             top: TopChoices {
                 length,
@@ -197,8 +195,8 @@ impl RankedChoices {
                 tokens: tokens.iter().map(|&t| t as u32).collect(),
                 probabilities: normalizer.iter().map(|&z| 1.0 / z).collect(),
             },
-            second: read("second probabilities", second.into_data())?,
-            negative_entropy: read("entropies", negative_entropy.into_data())?,
+            second: host_values("second probabilities", second.into_data())?,
+            negative_entropy: host_values("entropies", negative_entropy.into_data())?,
         })
     }
 

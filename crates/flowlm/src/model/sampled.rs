@@ -38,12 +38,6 @@ pub struct SampledChoices {
     log_partition: Vec<f64>,
 }
 
-fn read_f64(what: &str, data: TensorData) -> Result<Vec<f64>> {
-    data.convert::<f64>()
-        .try_into_vec::<f64>()
-        .map_err(|e| FlowError::Unsupported(format!("reading {what}: {e:?}")))
-}
-
 impl SampledChoices {
     /// From device logits `[B, L, V]` of the columns starting at `first_column`, `forbidden`
     /// never chosen; `uniforms` (one per slot, row-major, in (0, 1)) pick the rest's token.
@@ -63,12 +57,7 @@ impl SampledChoices {
             ));
         }
         let k = CANDIDATES.min(vocab);
-        let mut bias = vec![0.0f32; vocab];
-        if let Some(b) = bias.get_mut(forbidden as usize) {
-            *b = f32::NEG_INFINITY;
-        }
-        let bias = Tensor::<1>::from_data(TensorData::new(bias, [vocab]), &device);
-        let logits = logits + bias.reshape([1, 1, vocab]);
+        let logits = super::forbidding(logits, forbidden);
         let (max, _) = logits.clone().max_dim_with_indices(2);
         let log_partition = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
         // The candidates by repeated maximum (a full sort per slot would cost far more over a
@@ -114,7 +103,7 @@ impl SampledChoices {
         let rest_log_partition =
             rest_log_partition.mask_fill(rest_max.equal_elem(f32::NEG_INFINITY), f32::NEG_INFINITY);
         let ints = |what: &str, t: Tensor<3, Int>| -> Result<Vec<u32>> {
-            Ok(read_f64(what, t.into_data())?
+            Ok(super::host_values(what, t.into_data())?
                 .iter()
                 .map(|&v| v as u32)
                 .collect())
@@ -125,11 +114,14 @@ impl SampledChoices {
             k,
             temperature,
             tokens: ints("candidate tokens", top_index)?,
-            logits: read_f64("candidate logits", top.into_data())?,
-            rest_log_partition: read_f64("rest partition", rest_log_partition.into_data())?,
+            logits: super::host_values("candidate logits", top.into_data())?,
+            rest_log_partition: super::host_values(
+                "rest partition",
+                rest_log_partition.into_data(),
+            )?,
             rest_token: ints("rest token", rest_index)?,
-            rest_logit: read_f64("rest logit", rest_logit.into_data())?,
-            log_partition: read_f64("partition", log_partition.into_data())?,
+            rest_logit: super::host_values("rest logit", rest_logit.into_data())?,
+            log_partition: super::host_values("partition", log_partition.into_data())?,
         })
     }
 

@@ -417,6 +417,20 @@ impl ModelDenoiser {
     }
 }
 
+/// An error unless `columns` is a non-empty range inside the canvas.
+fn check_columns(canvas: &Canvas, columns: &Range<usize>) -> Result<()> {
+    if columns.is_empty() || columns.end > canvas.width() {
+        return Err(FlowError::argument(
+            "columns",
+            format!(
+                "{columns:?} is not inside the canvas's {} columns",
+                canvas.width()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Logits `[B, C, V]` of the C `columns` of a full forward pass over `ids`.
 fn column_logits(
     model: &DiffusionTransformer,
@@ -504,15 +518,7 @@ impl super::Denoiser for ModelDenoiser {
         columns: Range<usize>,
         forbidden: u32,
     ) -> Result<TopChoices> {
-        if columns.is_empty() || columns.end > canvas.width() {
-            return Err(FlowError::argument(
-                "columns",
-                format!(
-                    "{columns:?} is not inside the canvas's {} columns",
-                    canvas.width()
-                ),
-            ));
-        }
+        check_columns(canvas, &columns)?;
         let first = columns.start;
         TopChoices::on_device(self.device_logits(canvas, None, columns), forbidden, first)
     }
@@ -523,15 +529,7 @@ impl super::Denoiser for ModelDenoiser {
         columns: Range<usize>,
         forbidden: u32,
     ) -> Result<super::RankedChoices> {
-        if columns.is_empty() || columns.end > canvas.width() {
-            return Err(FlowError::argument(
-                "columns",
-                format!(
-                    "{columns:?} is not inside the canvas's {} columns",
-                    canvas.width()
-                ),
-            ));
-        }
+        check_columns(canvas, &columns)?;
         let first = columns.start;
         super::RankedChoices::on_device(self.device_logits(canvas, None, columns), forbidden, first)
     }
@@ -544,15 +542,7 @@ impl super::Denoiser for ModelDenoiser {
         temperature: f64,
         uniforms: &[f64],
     ) -> Result<super::sampled::SampledChoices> {
-        if columns.is_empty() || columns.end > canvas.width() {
-            return Err(FlowError::argument(
-                "columns",
-                format!(
-                    "{columns:?} is not inside the canvas's {} columns",
-                    canvas.width()
-                ),
-            ));
-        }
+        check_columns(canvas, &columns)?;
         let first = columns.start;
         super::sampled::SampledChoices::on_device(
             self.device_logits(canvas, None, columns),
