@@ -70,8 +70,17 @@ impl Vocabulary {
     /// The vocabulary of a model with `model_vocab_size` embedding rows and `tokenizer`: the
     /// tokenizer's special tokens, and any row the tokenizer cannot decode, are never drawn.
     pub fn for_tokenizer(tokenizer: &crate::tokenizer::Tokenizer, model_vocab_size: usize) -> Self {
+        Self::for_tokenizer_with_mask(tokenizer, model_vocab_size, tokenizer.special().mask)
+    }
+
+    /// [`Self::for_tokenizer`] with the mask id a checkpoint's `config.json` declares.
+    pub fn for_tokenizer_with_mask(
+        tokenizer: &crate::tokenizer::Tokenizer,
+        model_vocab_size: usize,
+        mask: u32,
+    ) -> Self {
         let mut special = tokenizer.special_ids();
         special.extend(tokenizer.vocab_size() as u32..model_vocab_size as u32);
-        Self::new(model_vocab_size, tokenizer.special().mask, &special)
+        Self::new(model_vocab_size, mask, &special)
     }
 }

@@ -66,14 +66,12 @@ fn options(run: &Path, init: Option<&Path>, resume: bool) -> TrainOptions {
     }
 }
 
-/// How many of the 20 tokens after the first 4 of the corpus's token stream a greedy fill of
-/// a training-sized canvas (24 tokens, as the rows were) writes exactly.
-fn continuation_hits(model: &OpenedModel) -> usize {
-    let stream = model.tokenizer.encode(&LINE.repeat(4)).unwrap();
+/// The `length` tokens greedy decoding writes after `prompt` ids.
+fn greedy_answer(model: &OpenedModel, prompt: &[u32], length: usize) -> Vec<u32> {
     let special = &model.metadata;
     let mut canvas = Canvas::new(
-        &[stream[..4].to_vec()],
-        20,
+        &[prompt.to_vec()],
+        length,
         special.mask_token_id,
         special.pad_token_id,
     )
@@ -86,8 +84,14 @@ fn continuation_hits(model: &OpenedModel) -> usize {
             &mut |_, _| {},
         )
         .unwrap();
-    canvas
-        .response(0)
+    canvas.response(0).to_vec()
+}
+
+/// How many of the 20 tokens after the first 4 of the corpus's token stream a greedy fill of
+/// a training-sized canvas (24 tokens, as the rows were) writes exactly.
+fn continuation_hits(model: &OpenedModel) -> usize {
+    let stream = model.tokenizer.encode(&LINE.repeat(4)).unwrap();
+    greedy_answer(model, &stream[..4], 20)
         .iter()
         .zip(&stream[4..24])
         .filter(|(a, b)| a == b)
@@ -433,23 +437,8 @@ fn bert_learns_chat_rows_rendered_with_its_chat_template() {
             .render(&conversation(question, answer)[..1], true)
             .unwrap();
         let ids = tuned.tokenizer.encode(&rendered).unwrap();
-        let special = &tuned.metadata;
-        let mut canvas = Canvas::new(
-            std::slice::from_ref(&ids),
-            16 - ids.len(),
-            special.mask_token_id,
-            special.pad_token_id,
-        )
-        .unwrap();
-        GreedySampler
-            .run(
-                tuned.denoiser.as_ref(),
-                &mut canvas,
-                &mut rng_for(0, 0),
-                &mut |_, _| {},
-            )
-            .unwrap();
-        let reply = tuned.tokenizer.decode(canvas.response(0)).unwrap();
+        let answer_ids = greedy_answer(&tuned, &ids, 16 - ids.len());
+        let reply = tuned.tokenizer.decode(&answer_ids).unwrap();
         assert!(
             reply.trim_start().starts_with(answer),
             "{question:?} -> {reply:?}"

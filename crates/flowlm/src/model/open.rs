@@ -2,7 +2,7 @@
 //! pretrained checkpoint of a known family (see [`super::families`]), as one [`OpenedModel`].
 
 use super::Denoiser;
-use super::families::{NetworkDenoiser, family};
+use super::families::{Family, Network, NetworkDenoiser, family};
 use super::saved::{CONFIG_FILE, FlowlmMetadata, METADATA_FILE, SavedModel, TOKENIZER_FILE};
 use super::saved_defaults::SamplerDefaults;
 use super::weights::Weights;
@@ -74,6 +74,17 @@ impl OpenedModel {
         let config = crate::io::read_to_string(&config_path)?;
         let family = family(&model_type(&config, &config_path)?)?;
         let network = (family.load)(&config, &Weights::open(dir)?.with_progress(report), device)?;
+        Self::with_network(dir, family, network, device)
+    }
+
+    /// The pretrained checkpoint in `dir` around an already built `network` of `family`: its
+    /// tokenizer, special ids (`config.json`'s mask id winning) and context.
+    pub(crate) fn with_network(
+        dir: &Path,
+        family: &Family,
+        network: Box<dyn Network>,
+        device: &Device,
+    ) -> Result<Self> {
         let tokenizer_path = dir.join(TOKENIZER_FILE);
         if !tokenizer_path.is_file() {
             return Err(FlowError::Model {
@@ -141,12 +152,15 @@ impl ScoredModel {
     /// FlowLM's own model (its training length), or a pretrained family (its whole context).
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
         if super::families::is_pretrained(dir) {
-            let opened = OpenedModel::open(dir, device)?;
-            // The network the opened model built is dropped before the parameters are read, so
-            // the weights are in memory once.
-            drop(opened.denoiser);
+            let parameters = super::families::FamilyParameters::open(dir, device)?;
+            let opened = OpenedModel::with_network(
+                dir,
+                parameters.family()?,
+                parameters.network(device)?,
+                device,
+            )?;
             return Ok(Self {
-                model: Box::new(super::families::FamilyParameters::open(dir, device)?),
+                model: Box::new(parameters),
                 metadata: opened.metadata,
                 tokenizer: opened.tokenizer,
                 context_length: opened.context_length,

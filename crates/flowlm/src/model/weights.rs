@@ -20,15 +20,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
-/// The memory-mapped weight files of one checkpoint directory, their headers read once; or
-/// named tensors in memory.
+/// Where a family's tensors come from, read by name.
 pub struct Weights {
+    source: Source,
+}
+
+enum Source {
+    /// The memory-mapped files of a checkpoint directory.
+    Files(Checkpoint),
+    /// Named tensors in memory, each flattened with its shape.
+    Memory(HashMap<String, (Vec<usize>, Tensor<1>)>),
+    /// Made-up values of any name and shape asked for, matrices in `dtype`.
+    Random { seed: u64, dtype: DType },
+}
+
+/// A checkpoint's files, their headers read once, and where each tensor lies.
+struct Checkpoint {
     files: Vec<(PathBuf, Mmap)>,
     tensors: HashMap<String, Entry>,
-    in_memory: HashMap<String, (Vec<usize>, Tensor<1>)>,
     progress: Option<Progress>,
-    /// Random values of any name and shape asked for, matrices in this dtype ([`Self::random`]).
-    random: Option<(u64, DType)>,
 }
 
 /// Bytes of tensor data read so far, reported as (read, total) after each tensor: loading a
@@ -113,11 +123,11 @@ impl Weights {
             files.push((path, map));
         }
         Ok(Self {
-            files,
-            tensors,
-            in_memory: HashMap::new(),
-            progress: None,
-            random: None,
+            source: Source::Files(Checkpoint {
+                files,
+                tensors,
+                progress: None,
+            }),
         })
     }
 
@@ -127,93 +137,50 @@ impl Weights {
     /// `flowlm bench generate --random-weights` measures an 8B model's speed.
     pub fn random(seed: u64, dtype: DType) -> Self {
         Self {
-            files: Vec::new(),
-            tensors: HashMap::new(),
-            in_memory: HashMap::new(),
-            progress: None,
-            random: Some((seed, dtype)),
+            source: Source::Random { seed, dtype },
         }
-    }
-
-    fn random_matrix(
-        name: &str,
-        shape: [usize; 2],
-        seed: u64,
-        dtype: DType,
-        device: &Device,
-    ) -> Tensor<2> {
-        // xorshift64*: billions of values in seconds; speed does not depend on them.
-        let mut state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        }) | 1;
-        let mut next = move || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-            (bits as f32 / (1u64 << 24) as f32 - 0.5) * 0.04
-        };
-        let count = shape[0] * shape[1];
-        let options = TensorCreationOptions::new(device.clone()).with_dtype(dtype);
-        match dtype {
-            DType::BF16 => Tensor::from_data(
-                TensorData::new(
-                    (0..count).map(|_| half::bf16::from_f32(next())).collect(),
-                    shape,
-                ),
-                options,
-            ),
-            DType::F16 => Tensor::from_data(
-                TensorData::new(
-                    (0..count).map(|_| half::f16::from_f32(next())).collect(),
-                    shape,
-                ),
-                options,
-            ),
-            _ => Tensor::from_data(
-                TensorData::new((0..count).map(|_| next()).collect(), shape),
-                device,
-            ),
-        }
-    }
-
-    /// Calls `report(bytes read, total bytes)` after each tensor the model reads.
-    pub fn with_progress(mut self, report: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
-        let total = self
-            .tensors
-            .values()
-            .map(|entry| (entry.info.data_offsets.1 - entry.info.data_offsets.0) as u64)
-            .sum();
-        self.progress = Some(Progress {
-            read: AtomicU64::new(0),
-            total,
-            report: Box::new(report),
-        });
-        self
     }
 
     /// Named tensors in memory, each flattened with its shape; reads return them reshaped
     /// (the same tensors, so gradients flow back to them).
     pub fn from_tensors(tensors: HashMap<String, (Vec<usize>, Tensor<1>)>) -> Self {
         Self {
-            files: Vec::new(),
-            tensors: HashMap::new(),
-            in_memory: tensors,
-            progress: None,
-            random: None,
+            source: Source::Memory(tensors),
         }
     }
 
+    /// Calls `report(bytes read, total bytes)` after each file tensor the model reads.
+    pub fn with_progress(mut self, report: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        if let Source::Files(checkpoint) = &mut self.source {
+            let total = checkpoint
+                .tensors
+                .values()
+                .map(|entry| (entry.info.data_offsets.1 - entry.info.data_offsets.0) as u64)
+                .sum();
+            checkpoint.progress = Some(Progress {
+                read: AtomicU64::new(0),
+                total,
+                report: Box::new(report),
+            });
+        }
+        self
+    }
+
     pub fn contains(&self, name: &str) -> bool {
-        self.random.is_some()
-            || self.tensors.contains_key(name)
-            || self.in_memory.contains_key(name)
+        match &self.source {
+            Source::Files(checkpoint) => checkpoint.tensors.contains_key(name),
+            Source::Memory(tensors) => tensors.contains_key(name),
+            Source::Random { .. } => true,
+        }
     }
 
     /// The names of the file's floating-point tensors (the parameters; integer buffers such
-    /// as BERT's `position_ids` are not), sorted.
+    /// as BERT's `position_ids` are not), sorted; none for tensors not read from files.
     pub fn float_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
+        let Source::Files(checkpoint) = &self.source else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = checkpoint
             .tensors
             .iter()
             .filter(|(_, entry)| matches!(entry.info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16))
@@ -223,36 +190,109 @@ impl Weights {
         names
     }
 
-    /// The tensor `name` in memory, checked against `shape`.
-    fn memory_tensor<const D: usize>(
-        &self,
-        name: &str,
-        shape: [usize; D],
-    ) -> Option<Result<Tensor<D>>> {
-        let (stored, tensor) = self.in_memory.get(name)?;
-        Some(if stored.as_slice() == shape.as_slice() {
-            Ok(tensor.clone().reshape(shape))
-        } else {
-            Err(FlowError::Model {
-                path: PathBuf::from("(parameters in memory)"),
-                message: format!(
-                    "tensor `{name}` has shape {stored:?}; config.json implies {shape:?}"
-                ),
-            })
-        })
-    }
-
     /// The matrix `name` (a linear layer's weight or an embedding table), checked against
     /// `shape`, in the precision the checkpoint stores it: f16 and bf16 stay 16-bit on the
     /// device (half the memory: an 8B model in 16 GB), and a product widens it to f32 exactly
     /// when it reads it ([`crate::model::families`]'s `Matrix`); other dtypes become f32.
     pub fn matrix(&self, name: &str, shape: [usize; 2], device: &Device) -> Result<Tensor<2>> {
-        if let Some(tensor) = self.memory_tensor(name, shape) {
-            return tensor;
+        match &self.source {
+            Source::Files(checkpoint) => checkpoint.matrix(name, shape, device),
+            Source::Memory(tensors) => memory_tensor(tensors, name, shape),
+            Source::Random { seed, dtype } => Ok(random_matrix(name, shape, *seed, *dtype, device)),
         }
-        if let Some((seed, dtype)) = self.random {
-            return Ok(Self::random_matrix(name, shape, seed, dtype, device));
+    }
+
+    /// The tensor `name`, checked against `shape`, as f32 on `device`.
+    pub fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Tensor<D>> {
+        match &self.source {
+            Source::Files(checkpoint) => checkpoint.tensor(name, shape, device),
+            Source::Memory(tensors) => memory_tensor(tensors, name, shape),
+            Source::Random { .. } => Ok(Tensor::ones(shape, device)),
         }
+    }
+
+    /// The file tensor `name` flattened, as f32 on `device`, with its stored shape.
+    pub fn flat(&self, name: &str, device: &Device) -> Result<(Vec<usize>, Tensor<1>)> {
+        match &self.source {
+            Source::Files(checkpoint) => checkpoint.flat(name, device),
+            _ => Err(FlowError::Model {
+                path: PathBuf::from("(tensors not read from files)"),
+                message: format!("`{name}` is not a file tensor"),
+            }),
+        }
+    }
+}
+
+/// The tensor `name` of `tensors`, checked against `shape`.
+fn memory_tensor<const D: usize>(
+    tensors: &HashMap<String, (Vec<usize>, Tensor<1>)>,
+    name: &str,
+    shape: [usize; D],
+) -> Result<Tensor<D>> {
+    let error = |message: String| FlowError::Model {
+        path: PathBuf::from("(parameters in memory)"),
+        message,
+    };
+    let (stored, tensor) = tensors
+        .get(name)
+        .ok_or_else(|| error(format!("the parameters hold no tensor `{name}`")))?;
+    if stored.as_slice() != shape.as_slice() {
+        return Err(error(format!(
+            "tensor `{name}` has shape {stored:?}; config.json implies {shape:?}"
+        )));
+    }
+    Ok(tensor.clone().reshape(shape))
+}
+
+fn random_matrix(
+    name: &str,
+    shape: [usize; 2],
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> Tensor<2> {
+    // xorshift64*: billions of values in seconds; speed does not depend on them.
+    let mut state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) | 1;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        (bits as f32 / (1u64 << 24) as f32 - 0.5) * 0.04
+    };
+    let count = shape[0] * shape[1];
+    let options = TensorCreationOptions::new(device.clone()).with_dtype(dtype);
+    match dtype {
+        DType::BF16 => Tensor::from_data(
+            TensorData::new(
+                (0..count).map(|_| half::bf16::from_f32(next())).collect(),
+                shape,
+            ),
+            options,
+        ),
+        DType::F16 => Tensor::from_data(
+            TensorData::new(
+                (0..count).map(|_| half::f16::from_f32(next())).collect(),
+                shape,
+            ),
+            options,
+        ),
+        _ => Tensor::from_data(
+            TensorData::new((0..count).map(|_| next()).collect(), shape),
+            device,
+        ),
+    }
+}
+
+impl Checkpoint {
+    fn matrix(&self, name: &str, shape: [usize; 2], device: &Device) -> Result<Tensor<2>> {
         let (entry, bytes) = self.entry(name, &shape)?;
         let options = |dtype| TensorCreationOptions::new(device.clone()).with_dtype(dtype);
         Ok(match entry.info.dtype {
@@ -268,25 +308,17 @@ impl Weights {
         })
     }
 
-    /// The tensor `name`, checked against `shape`, as f32 on `device`.
-    pub fn tensor<const D: usize>(
+    fn tensor<const D: usize>(
         &self,
         name: &str,
         shape: [usize; D],
         device: &Device,
     ) -> Result<Tensor<D>> {
-        if let Some(tensor) = self.memory_tensor(name, shape) {
-            return tensor;
-        }
-        if self.random.is_some() {
-            return Ok(Tensor::ones(shape, device));
-        }
         let values = self.f32_values(name, &shape)?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
-    /// The file tensor `name` flattened, as f32 on `device`, with its stored shape.
-    pub fn flat(&self, name: &str, device: &Device) -> Result<(Vec<usize>, Tensor<1>)> {
+    fn flat(&self, name: &str, device: &Device) -> Result<(Vec<usize>, Tensor<1>)> {
         let shape = self
             .tensors
             .get(name)

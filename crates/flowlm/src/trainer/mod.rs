@@ -567,9 +567,15 @@ fn train_family(
             ),
         ));
     }
-    // The opened checkpoint gives the tokenizer, the special ids (config.json's mask id
-    // included) and the context; training then runs on its own trainable copy of the weights.
-    let opened = crate::model::open::OpenedModel::open(dir, &options.device)?;
+    // The weights are read once, into the trainable copy; its network (on the plain device)
+    // gives the tokenizer, the special ids (config.json's mask id included) and the context.
+    let model = FamilyParameters::open(dir, &options.device.clone().autodiff())?;
+    let opened = crate::model::open::OpenedModel::with_network(
+        dir,
+        model.family()?,
+        model.valid().network(&options.device)?,
+        &options.device,
+    )?;
     if opened.context_length < recipe.data.sequence_length {
         return Err(FlowError::config(
             "data.sequence_length",
@@ -581,10 +587,7 @@ fn train_family(
             ),
         ));
     }
-    let tokenizer = opened.tokenizer;
-    let metadata = opened.metadata;
-    let vocab_size = opened.denoiser.vocab_size();
-    drop(opened.denoiser);
+    let (tokenizer, metadata) = (opened.tokenizer, opened.metadata);
     let template = ChatTemplate::find(dir)?;
     if template.is_some() {
         log("chat rows are rendered with the checkpoint's chat_template");
@@ -596,11 +599,11 @@ fn train_family(
         metadata.eos_token_id,
         log,
     )?;
-    let model = FamilyParameters::open(dir, &options.device.clone().autodiff())?;
-    let mut special = tokenizer.special_ids();
-    special.extend(tokenizer.vocab_size() as u32..vocab_size as u32);
-    let vocabulary =
-        crate::vocabulary::Vocabulary::new(vocab_size, metadata.mask_token_id, &special);
+    let vocabulary = crate::vocabulary::Vocabulary::for_tokenizer_with_mask(
+        &tokenizer,
+        model.vocab_size(),
+        metadata.mask_token_id,
+    );
     let steps = Steps {
         recipe,
         options,

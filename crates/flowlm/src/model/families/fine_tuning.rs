@@ -105,7 +105,7 @@ impl FamilyParameters {
         Ok(parameters)
     }
 
-    fn family(&self) -> Result<&'static Family> {
+    pub(crate) fn family(&self) -> Result<&'static Family> {
         family(&self.layout.model_type)
     }
 

@@ -161,14 +161,26 @@ pub struct NetworkDenoiser {
     pub device: Device,
 }
 
+impl NetworkDenoiser {
+    /// Device logits `[B, C, V]` of `columns` after a full pass over the canvas (all columns
+    /// without a range).
+    fn device_logits(&self, canvas: &Canvas, columns: Option<&Range<usize>>) -> Result<Tensor<3>> {
+        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
+        let (logits, _) = self.network.forward(ids, positions.int(), padding, None)?;
+        match columns {
+            Some(columns) => read_columns(logits, columns, 0),
+            None => Ok(logits),
+        }
+    }
+}
+
 impl Denoiser for NetworkDenoiser {
     fn vocab_size(&self) -> usize {
         self.network.vocab_size()
     }
 
     fn logits(&self, canvas: &Canvas, _time: Option<&[f32]>) -> Result<Logits> {
-        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
-        host_logits(self.network.forward(ids, positions.int(), padding, None)?.0)
+        host_logits(self.device_logits(canvas, None)?)
     }
 
     fn top_choices(
@@ -177,9 +189,7 @@ impl Denoiser for NetworkDenoiser {
         _time: Option<&[f32]>,
         forbidden: u32,
     ) -> Result<TopChoices> {
-        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
-        let (logits, _) = self.network.forward(ids, positions.int(), padding, None)?;
-        TopChoices::on_device(logits, forbidden, 0)
+        TopChoices::on_device(self.device_logits(canvas, None)?, forbidden, 0)
     }
 
     fn ranked_choices_in(
@@ -188,9 +198,7 @@ impl Denoiser for NetworkDenoiser {
         columns: Range<usize>,
         forbidden: u32,
     ) -> Result<crate::model::RankedChoices> {
-        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
-        let (logits, _) = self.network.forward(ids, positions.int(), padding, None)?;
-        let logits = read_columns(logits, &columns, 0)?;
+        let logits = self.device_logits(canvas, Some(&columns))?;
         crate::model::RankedChoices::on_device(logits, forbidden, columns.start)
     }
 
@@ -202,9 +210,7 @@ impl Denoiser for NetworkDenoiser {
         temperature: f64,
         uniforms: &[f64],
     ) -> Result<crate::model::sampled::SampledChoices> {
-        let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
-        let (logits, _) = self.network.forward(ids, positions.int(), padding, None)?;
-        let logits = read_columns(logits, &columns, 0)?;
+        let logits = self.device_logits(canvas, Some(&columns))?;
         crate::model::sampled::SampledChoices::on_device(
             logits,
             forbidden,
