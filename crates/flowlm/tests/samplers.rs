@@ -2,11 +2,12 @@ mod common;
 
 use common::FixedDenoiser;
 use flowlm::canvas::Canvas;
+use flowlm::model::filtered::Filter;
 use flowlm::random::rng_for;
 use flowlm::sampler::llada_commit_schedule;
 use flowlm::sampler::{
     ChangeKind, GreedySampler, LladaSampler, ParallelRule, RemaskSampler, Remasking, Sampler,
-    StepEvent, filtered_distribution,
+    StepEvent,
 };
 
 const MASK: u32 = 0;
@@ -181,7 +182,13 @@ fn remask_never_samples_outside_the_top_k() {
             .flat_map(|e| &e.changes)
             .filter(|c| c.kind != ChangeKind::Remasked)
         {
-            let allowed: Vec<usize> = filtered_distribution(&table[change.position], 5.0, 3, 1.0)
+            let filter = Filter {
+                temperature: 5.0,
+                top_k: 3,
+                top_p: 1.0,
+            };
+            let allowed: Vec<usize> = filter
+                .distribution(&table[change.position])
                 .iter()
                 .map(|p| p.0)
                 .collect();
@@ -209,15 +216,6 @@ fn remask_remasks_the_ratio_on_all_rounds_but_the_last() {
         assert_eq!(e.count(ChangeKind::Remasked), if i < 3 { 3 } else { 0 });
     }
     assert_eq!(canvas.masked_count(0), 0);
-}
-
-#[test]
-fn top_p_keeps_the_smallest_nucleus() {
-    let logits = [3.0f32, 2.0, 1.0, 0.0];
-    let d = filtered_distribution(&logits, 1.0, 0, 0.7);
-    // softmax = [.644, .237, .087, .032]: .644 < .7, so two tokens are kept.
-    assert_eq!(d.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
-    assert!((d.iter().map(|p| p.1).sum::<f64>() - 1.0).abs() < 1e-12);
 }
 
 #[test]

@@ -220,7 +220,7 @@ fn top_choices_of_some_columns_equal_those_of_the_whole_canvas() {
     assert!(denoiser.top_choices_in(&canvas, 9..12, mask).is_err());
 }
 
-/// The model through `logits` alone, so the trait's host-side `top_choices` runs.
+/// The model through `logits` alone, so the trait's host-side choices run.
 struct HostOnly(ModelDenoiser);
 
 impl Denoiser for HostOnly {
@@ -237,8 +237,10 @@ impl Denoiser for HostOnly {
 }
 
 #[test]
-fn llada_and_greedy_write_the_same_tokens_with_device_choices() {
-    use flowlm::sampler::{GreedySampler, LladaSampler, Sampler};
+fn samplers_write_the_same_tokens_with_device_choices() {
+    use flowlm::sampler::{
+        DreamConfidence, DreamSampler, GreedySampler, LladaSampler, RemaskSampler, Sampler,
+    };
     let device = Device::flex();
     let on_device = ModelDenoiser {
         model: model(&device),
@@ -252,7 +254,31 @@ fn llada_and_greedy_write_the_same_tokens_with_device_choices() {
         block_length: 4,
         ..Default::default()
     };
-    let samplers: [&dyn Sampler; 2] = [&llada, &GreedySampler];
+    let remask = RemaskSampler {
+        steps: 4,
+        temperature: 0.8,
+        top_k: 5,
+        top_p: 0.9,
+        ..Default::default()
+    };
+    let dream = |temperature, top_k, top_p, confidence| DreamSampler {
+        steps: 4,
+        temperature,
+        top_k,
+        top_p,
+        confidence,
+    };
+    let dream_nucleus = dream(0.5, 0, 0.95, DreamConfidence::NegativeEntropy);
+    let dream_unfiltered = dream(1.0, 0, 1.0, DreamConfidence::NegativeEntropy);
+    let dream_margin = dream(0.0, 0, 1.0, DreamConfidence::Margin);
+    let samplers: [&dyn Sampler; 6] = [
+        &llada,
+        &GreedySampler,
+        &remask,
+        &dream_nucleus,
+        &dream_unfiltered,
+        &dream_margin,
+    ];
     for sampler in samplers {
         let run = |denoiser: &dyn Denoiser| {
             let mut canvas = Canvas::new(&prompts, 8, mask, 0).expect("canvas");

@@ -3,6 +3,7 @@
 
 mod diffusion_transformer;
 pub mod families;
+pub mod filtered;
 mod initialization;
 pub mod kv_cache;
 pub mod open;
@@ -297,6 +298,29 @@ pub trait Denoiser {
         let mut choices = sampled::SampledChoices::from_logits(
             &logits.columns(columns.clone())?,
             temperature,
+            uniforms,
+        )?;
+        choices.first_column = columns.start;
+        Ok(choices)
+    }
+
+    /// [`filtered::FilteredChoices`] for the `columns` of every row (no time): a token drawn from
+    /// seed 004's filtered distribution per slot, `forbidden` never chosen, `uniforms` one per
+    /// (row, column) of `columns`. The default computes it from the host logits; a model
+    /// computes it on its device, so that only the candidates reach the host.
+    fn filtered_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+        filter: &filtered::Filter,
+        uniforms: &[f64],
+    ) -> Result<filtered::FilteredChoices> {
+        let mut logits = self.logits(canvas, None)?;
+        logits.forbid(forbidden);
+        let mut choices = filtered::FilteredChoices::from_logits(
+            &logits.columns(columns.clone())?,
+            filter,
             uniforms,
         )?;
         choices.first_column = columns.start;

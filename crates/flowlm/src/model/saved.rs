@@ -553,6 +553,20 @@ impl super::Denoiser for ModelDenoiser {
         )
     }
 
+    fn filtered_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+        filter: &super::filtered::Filter,
+        uniforms: &[f64],
+    ) -> Result<super::filtered::FilteredChoices> {
+        check_columns(canvas, &columns)?;
+        let first = columns.start;
+        let logits = self.device_logits(canvas, None, columns);
+        super::filtered::FilteredChoices::on_device(logits, forbidden, first, filter, uniforms)
+    }
+
     fn cached_top_choices(
         &self,
         canvas: &Canvas,

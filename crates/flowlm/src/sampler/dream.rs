@@ -11,17 +11,19 @@
 //!
 //! At temperature 0 the token is the argmax of softmax(logits). Above it, the token is drawn from
 //! the temperature-, top-k- and top-p-filtered distribution, and the confidences are read from
-//! that distribution, as Dream reads them. The schedule's arithmetic is done in f32, as Dream's
+//! that distribution, as Dream reads them. Both are computed where the logits are
+//! ([`crate::model::filtered`]). The schedule's arithmetic is done in f32, as Dream's
 //! tensors do it, so the truncation lands where Dream's does.
 //!
 //! Unlike Dream, the mask token itself is never predicted (every FlowLM sampler forbids it). For
 //! Dream's checkpoints the difference is moot, since they never rank the mask first.
 
-use super::sampling::{draw, filtered_distribution};
-use super::{Observer, Sampler, SamplerReport, StepEvent, commit, predict};
+use super::sampling::filtered_choices;
+use super::{Observer, Sampler, SamplerReport, StepEvent, commit};
 use crate::canvas::Canvas;
 use crate::error::Result;
 use crate::model::Denoiser;
+use crate::model::filtered::{Filter, FilteredChoice};
 use crate::random::StdRng;
 
 /// How Dream ranks the masked slots (its `alg`).
@@ -83,52 +85,13 @@ impl DreamSampler {
         (masked as f32 * share) as usize
     }
 
-    /// A sampled token for one slot and its confidence, from the slot's logits: drawn from the
-    /// filtered distribution (temperature > 0), ranked on that distribution.
-    fn choose(&self, logits: &[f32], rng: &mut StdRng) -> (u32, f64) {
-        let distribution = filtered_distribution(logits, self.temperature, self.top_k, self.top_p);
-        // The two largest probabilities, the first of equals winning (as the argmax does).
-        let (mut first, mut second) = ((0, f64::NEG_INFINITY), 0.0);
-        for &(token, p) in &distribution {
-            if p > first.1 {
-                second = first.1.max(0.0);
-                first = (token, p);
-            } else if p > second {
-                second = p;
-            }
+    /// The slot's confidence under this ranking.
+    fn confidence(&self, choice: &FilteredChoice) -> f64 {
+        match self.confidence {
+            DreamConfidence::Probability => choice.filtered_probability,
+            DreamConfidence::Margin => choice.margin,
+            DreamConfidence::NegativeEntropy => choice.negative_entropy,
         }
-        let (token, probability) = distribution[draw(&distribution, rng)];
-        let confidence = match self.confidence {
-            DreamConfidence::Probability => probability,
-            DreamConfidence::Margin => first.1 - second,
-            DreamConfidence::NegativeEntropy => distribution
-                .iter()
-                .map(|&(_, p)| p * (p + 1e-10).ln())
-                .sum(),
-        };
-        (token as u32, confidence)
-    }
-}
-
-/// A step's prediction: full host logits when sampling, device-computed rankings at 0.
-enum Prediction {
-    Logits(crate::model::Logits),
-    Ranked(crate::model::RankedChoices),
-}
-
-impl DreamSampler {
-    /// The argmax and its confidence at temperature 0, from a slot's (token, probability,
-    /// second probability, negative entropy).
-    fn rank(
-        &self,
-        (token, probability, second, negative_entropy): (u32, f64, f64, f64),
-    ) -> (u32, f64) {
-        let confidence = match self.confidence {
-            DreamConfidence::Probability => probability,
-            DreamConfidence::Margin => probability - second,
-            DreamConfidence::NegativeEntropy => negative_entropy,
-        };
-        (token, confidence)
     }
 }
 
@@ -149,22 +112,17 @@ impl Sampler for DreamSampler {
         observer: &mut Observer<'_>,
     ) -> Result<SamplerReport> {
         let mut report = SamplerReport::default();
+        let filter = Filter {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+        };
+        let columns = canvas.response_start..canvas.width();
         for step in 0..self.steps {
             if (0..canvas.batch()).all(|r| canvas.masked_count(r) == 0) {
                 break;
             }
-            // At temperature 0 the rankings need [batch, columns] figures, computed where the
-            // logits are; sampling draws from the filtered distribution on the host.
-            let columns = canvas.response_start..canvas.width();
-            let prediction = if self.temperature > 0.0 {
-                Prediction::Logits(predict(denoiser, canvas, None)?)
-            } else {
-                Prediction::Ranked(denoiser.ranked_choices_in(
-                    canvas,
-                    columns.clone(),
-                    canvas.mask_id,
-                )?)
-            };
+            let choices = filtered_choices(denoiser, canvas, columns.clone(), &filter, rng)?;
             report.forward_passes += 1;
             let mut event = StepEvent {
                 step,
@@ -175,11 +133,8 @@ impl Sampler for DreamSampler {
                     .clone()
                     .filter(|&column| canvas.is_masked(row, column))
                     .map(|column| {
-                        let (token, confidence) = match &prediction {
-                            Prediction::Logits(logits) => self.choose(logits.at(row, column), rng),
-                            Prediction::Ranked(ranked) => self.rank(ranked.at(row, column)),
-                        };
-                        (column, token, confidence)
+                        let choice = choices.at(row, column);
+                        (column, choice.token, self.confidence(&choice))
                     })
                     .collect();
                 let count = self.commits(step, candidates.len());
@@ -259,18 +214,16 @@ mod tests {
         let on_device = RankedChoices::on_device(tensor, 3, 0).unwrap();
         let expected_entropy: f64 = probabilities.iter().map(|p| p * (p + 1e-10).ln()).sum();
         for ranked in [on_host, on_device] {
+            let choice = crate::model::filtered::FilteredChoices::from(ranked).at(0, 0);
             let mut dream = sampler(4);
-            let slot = ranked.at(0, 0);
+            assert_eq!(choice.token, 0);
             dream.confidence = DreamConfidence::Probability;
-            let (token, p) = dream.rank(slot);
-            assert_eq!(token, 0);
-            assert!((p - probabilities[0]).abs() < 1e-6);
+            assert!((dream.confidence(&choice) - probabilities[0]).abs() < 1e-6);
             dream.confidence = DreamConfidence::Margin;
-            let (_, margin) = dream.rank(slot);
-            assert!((margin - (probabilities[0] - probabilities[1])).abs() < 1e-6);
+            let margin = probabilities[0] - probabilities[1];
+            assert!((dream.confidence(&choice) - margin).abs() < 1e-6);
             dream.confidence = DreamConfidence::NegativeEntropy;
-            let (_, negative_entropy) = dream.rank(slot);
-            assert!((negative_entropy - expected_entropy).abs() < 1e-6);
+            assert!((dream.confidence(&choice) - expected_entropy).abs() < 1e-6);
         }
     }
 }

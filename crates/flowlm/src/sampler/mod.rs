@@ -23,7 +23,7 @@ pub use llada::{
 };
 pub use registry::{SAMPLERS, SamplerSettings, build_sampler, is_sampler, sampler_names};
 pub use remask::{RemaskOrder, RemaskSampler};
-pub use sampling::{filtered_distribution, gumbel_argmax, sample_filtered};
+pub use sampling::gumbel_argmax;
 pub use xflow::{FlowDecision, FlowTrace, StepPolicyChoice, XFlowSampler};
 
 use crate::canvas::Canvas;

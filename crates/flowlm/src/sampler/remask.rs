@@ -2,10 +2,12 @@
 //! top-p); on every round but the last, a `remask_ratio` share of the response goes back to the
 //! mask (least confident first, or at random) to be predicted again.
 
-use super::{Observer, Sampler, SamplerReport, StepEvent, commit, predict, sample_filtered};
+use super::sampling::filtered_choices;
+use super::{Observer, Sampler, SamplerReport, StepEvent, commit};
 use crate::canvas::Canvas;
 use crate::error::{FlowError, Result};
-use crate::model::{Denoiser, softmax};
+use crate::model::Denoiser;
+use crate::model::filtered::Filter;
 use crate::random::{StdRng, permutation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,23 +70,34 @@ impl Sampler for RemaskSampler {
         let length = canvas.response_length();
         let mut confidence = vec![vec![0.0f64; length]; canvas.batch()];
         let mut report = SamplerReport::default();
+        let filter = Filter {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+        };
+        let columns = canvas.response_start..canvas.width();
         for round in 0..self.steps {
-            let logits = predict(denoiser, canvas, None)?;
+            let choices = filtered_choices(denoiser, canvas, columns.clone(), &filter, rng)?;
             report.forward_passes += 1;
             let mut event = StepEvent {
                 step: report.steps,
                 changes: Vec::new(),
             };
             for (row, row_confidence) in confidence.iter_mut().enumerate() {
-                for column in canvas.response_start..canvas.width() {
+                for column in columns.clone() {
                     if !canvas.is_masked(row, column) {
                         continue;
                     }
-                    let l = logits.at(row, column);
-                    let token = sample_filtered(l, self.temperature, self.top_k, self.top_p, rng);
-                    let p = softmax(l)[token];
-                    row_confidence[column - canvas.response_start] = p;
-                    commit(canvas, &mut event, row, column, token as u32, p);
+                    let choice = choices.at(row, column);
+                    row_confidence[column - canvas.response_start] = choice.probability;
+                    commit(
+                        canvas,
+                        &mut event,
+                        row,
+                        column,
+                        choice.token,
+                        choice.probability,
+                    );
                 }
                 if round + 1 < self.steps {
                     let count = ((self.remask_ratio * length as f64).round() as usize).min(length);

@@ -220,6 +220,24 @@ impl Denoiser for NetworkDenoiser {
         )
     }
 
+    fn filtered_choices_in(
+        &self,
+        canvas: &Canvas,
+        columns: Range<usize>,
+        forbidden: u32,
+        filter: &crate::model::filtered::Filter,
+        uniforms: &[f64],
+    ) -> Result<crate::model::filtered::FilteredChoices> {
+        let logits = self.device_logits(canvas, Some(&columns))?;
+        crate::model::filtered::FilteredChoices::on_device(
+            logits,
+            forbidden,
+            columns.start,
+            filter,
+            uniforms,
+        )
+    }
+
     fn cached_top_choices(
         &self,
         canvas: &Canvas,
