@@ -30,8 +30,12 @@ def tidy_saved(out, **config_updates):
         json.dump(saved, f, indent=2)
 
 
-def write_logits(out, ids, padding, logits):
-    """expected_logits.json: the batch's ids, left padding per row, logits to 5 decimals."""
+def write_logits(out, ids, padding, logits, times=None):
+    """expected_logits.json: the batch's ids, left padding per row, logits to 5 decimals, and
+    the time per row the logits were computed at (time-conditioned models only)."""
     rounded = [[[round(v, 5) for v in slot] for slot in row] for row in logits.tolist()]
+    record = {"ids": ids, "padding": padding, "logits": rounded}
+    if times is not None:
+        record["time"] = times
     with open(f"{out}/expected_logits.json", "w") as f:
-        json.dump({"ids": ids, "padding": padding, "logits": rounded}, f)
+        json.dump(record, f)

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Regenerates crates/flowlm/tests/fixtures/mdlm-tiny: a small random MDLM diffusion
-transformer built by the MDLM repository's own `models/dit.py` (kuleshov-group/mdlm), saved as
-the published `kuleshov-group/mdlm-owt` checkpoint lays it out (`backbone.*` names, MDLMConfig
-keys, `model_type` "mdlm"), and the logits that DiT computes at sigma = 0 (an unconditioned
-checkpoint). `tests/pretrained.rs::mdlm_logits_match_the_reference_dit` checks FlowLM against
-them.
+"""Regenerates crates/flowlm/tests/fixtures/mdlm-tiny and mdlm-timed-tiny: small random MDLM
+diffusion transformers built by the MDLM repository's own `models/dit.py` (kuleshov-group/mdlm),
+saved as the published `kuleshov-group/mdlm-owt` checkpoint lays it out (`backbone.*` names,
+MDLMConfig keys, `model_type` "mdlm"), and the logits that DiT computes: at sigma = 0 for the
+unconditioned checkpoint, and for the time-conditioned one at each row's time t (recorded), read
+through MDLM's log-linear schedule sigma = -log(1 - (1 - 1e-3) t) as `diffusion.py` does.
+`tests/pretrained.rs::mdlm_logits_match_the_reference_dit` checks FlowLM against them.
 
 dit.py needs flash-attn, which has no CPU build: this script stands in two of its functions
 with their documented semantics (rotate-half rotary on q and k; full non-causal attention over
@@ -25,11 +26,14 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_tools import randomize, write_logits  # noqa: E402
 
-OUT = "crates/flowlm/tests/fixtures/mdlm-tiny"
+FIXTURES = "crates/flowlm/tests/fixtures"
 IDS = [[5, 17, 127, 9, 33, 2, 127, 60, 12, 127, 41],
        [7, 19, 127, 44, 3, 88, 127, 21, 6, 127, 50]]
 CONFIG = dict(vocab_size=128, model_length=64, hidden_dim=32, cond_dim=16, n_blocks=2,
               n_heads=4, dropout=0.0, time_conditioning=False)
+# The time-conditioned fixture's time per row, and the schedule's epsilon (`LogLinearNoise`).
+TIMES = [0.3, 0.85]
+EPS = 1e-3
 
 
 def stand_in_flash_attn(torch):
@@ -85,22 +89,30 @@ def main():
     spec.loader.exec_module(dit)
     DIT = dit.DIT
 
+    for name, timed in (("mdlm-tiny", False), ("mdlm-timed-tiny", True)):
+        write_fixture(torch, save_file, DIT, f"{FIXTURES}/{name}", timed)
+
+
+def write_fixture(torch, save_file, DIT, out, timed):
     torch.manual_seed(0)
     model_config = {"model": {"hidden_size": CONFIG["hidden_dim"], "cond_dim": CONFIG["cond_dim"],
                               "n_heads": CONFIG["n_heads"], "n_blocks": CONFIG["n_blocks"],
                               "dropout": 0.0, "scale_by_sigma": False}}
     model = DIT(model_config, vocab_size=CONFIG["vocab_size"]).eval()
     randomize(torch, model)
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     state = {f"backbone.{name}": tensor.contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, f"{OUT}/model.safetensors", metadata={"format": "pt"})
-    with open(f"{OUT}/config.json", "w") as f:
-        json.dump({"architectures": ["MDLM"], "model_type": "mdlm", **CONFIG}, f, indent=2)
+    save_file(state, f"{out}/model.safetensors", metadata={"format": "pt"})
+    with open(f"{out}/config.json", "w") as f:
+        config = {**CONFIG, "time_conditioning": timed}
+        json.dump({"architectures": ["MDLM"], "model_type": "mdlm", **config}, f, indent=2)
     ids = torch.tensor(IDS)
+    times = torch.tensor(TIMES if timed else [0.0] * len(IDS))
+    sigma = -torch.log1p(-(1 - EPS) * times) if timed else torch.zeros(len(IDS))
     with torch.no_grad():
-        logits = model(ids, torch.zeros(len(IDS)))
-    write_logits(OUT, IDS, [0] * len(IDS), logits.float())
-    print(f"wrote {OUT}")
+        logits = model(ids, sigma)
+    write_logits(out, IDS, [0] * len(IDS), logits.float(), times=TIMES if timed else None)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

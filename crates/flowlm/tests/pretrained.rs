@@ -234,7 +234,9 @@ fn fixture_deviation(name: &str, edit: impl Fn(String) -> String) -> f32 {
     for (row, ids) in ids.iter().enumerate() {
         canvas.rows[row][width - 1] = ids[width - 1];
     }
-    let actual = model.denoiser.logits(&canvas, None).unwrap();
+    // Time-conditioned fixtures record each row's time.
+    let time: Option<Vec<f32>> = serde_json::from_value(expected["time"].clone()).unwrap();
+    let actual = model.denoiser.logits(&canvas, time.as_deref()).unwrap();
     let mut worst = 0f32;
     for (row, &pad) in padding.iter().enumerate() {
         for (slot, reference) in logits[row].iter().enumerate().skip(pad) {
@@ -411,18 +413,22 @@ fn unsupported_decoder_settings_are_named() {
 }
 
 /// MDLM: the DiT of the MDLM repository (adaLN blocks, packed q/k/v, tanh GELU, modulated output
-/// layer), at sigma = 0 as its published checkpoints run.
+/// layer), at sigma = 0 as its published checkpoints run, and time-conditioned at the noise
+/// level of each row's time.
 #[test]
 fn mdlm_logits_match_the_reference_dit() {
     check_fixture("mdlm-tiny");
-    let (_, dir) = fixture_copy("mdlm-tiny", |config| {
-        config.replace(
-            "\"time_conditioning\": false",
-            "\"time_conditioning\": true",
-        )
-    });
-    let error = open_error(&dir);
-    assert!(error.contains("time_conditioning"), "{error}");
+    check_fixture("mdlm-timed-tiny");
+    // The times matter, and a sampler without them gives each row its masked share of the answer.
+    let (_, dir) = fixture_copy("mdlm-timed-tiny", |config| config);
+    let model = OpenedModel::open(&dir, &Device::flex()).unwrap();
+    let canvas = Canvas::new(&[vec![5, 17, 9], vec![7]], 4, 127, 0).unwrap();
+    let at = |time: Option<&[f32]>| model.denoiser.logits(&canvas, time).unwrap().values;
+    let differs = |a: &[f32], b: &[f32]| a.iter().zip(b).any(|(x, y)| (x - y).abs() > 1e-3);
+    assert!(differs(&at(Some(&[0.3, 0.3])), &at(Some(&[0.9, 0.9]))));
+    // (All 4 answer slots are masked here.)
+    assert!(!differs(&at(None), &at(Some(&[1.0, 1.0]))));
+    assert!(differs(&at(None), &at(Some(&[0.5, 0.5]))));
 }
 
 /// LLaDA: the published `modeling_llada.py` (Fast-dLLM's copy) on a random checkpoint it saved.
@@ -699,7 +705,8 @@ fn random_weight_presets_build_in_memory_and_run() {
         burn::tensor::TensorData::new(vec![0i64, 1, 2, 3], [1, 4]),
         &device,
     );
-    let (logits, _) = network.forward(ids, positions, None, None).unwrap();
+    let time = burn::tensor::Tensor::<1>::zeros([1], &device);
+    let (logits, _) = network.forward(ids, positions, None, time, None).unwrap();
     assert_eq!(logits.dims(), [1, 4, 4096]);
     let values: Vec<f32> = logits.into_data().try_to_vec().unwrap();
     assert!(values.iter().all(|v| v.is_finite()));

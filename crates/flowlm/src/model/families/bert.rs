@@ -282,6 +282,7 @@ impl super::Network for BertMaskedLm {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
+        _time: Tensor<1>,
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
         Ok(BertMaskedLm::forward(self, ids, positions, padding, pass))

@@ -45,15 +45,16 @@ impl super::Network for DreamModel {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
+        time: Tensor<1>,
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
         // Column c is predicted by the output at c - 1 (column 0 keeps its own), so a window
         // also computes the column before it.
         let wanted_start = pass.map_or(0, |p| p.columns(ids.dims()[1]).start);
         let widened = pass.map(|p| p.starting_at(wanted_start.saturating_sub(1)));
-        let (logits, cache) = self
-            .decoder
-            .forward(ids, positions, padding, widened.as_ref())?;
+        let (logits, cache) =
+            self.decoder
+                .forward(ids, positions, padding, time, widened.as_ref())?;
         let [batch, length, vocab] = logits.dims();
         if length < 2 {
             return Ok((logits, cache));

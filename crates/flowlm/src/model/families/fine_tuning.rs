@@ -182,7 +182,7 @@ impl LossModel for FamilyParameters {
     fn scored_logits(
         &self,
         ids: Tensor<2, Int>,
-        _time: Tensor<1>,
+        time: Tensor<1>,
         scored: Tensor<1, Int>,
     ) -> Result<Tensor<2>> {
         let [rows, length] = ids.dims();
@@ -190,7 +190,9 @@ impl LossModel for FamilyParameters {
         let positions: Vec<i64> = (0..rows).flat_map(|_| 0..length as i64).collect();
         let positions =
             Tensor::<2, Int>::from_data(TensorData::new(positions, [rows, length]), &device);
-        let (logits, _) = self.network(&device)?.forward(ids, positions, None, None)?;
+        let (logits, _) = self
+            .network(&device)?
+            .forward(ids, positions, None, time, None)?;
         let vocab = logits.dims()[2];
         Ok(logits.reshape([rows * length, vocab]).select(0, scored))
     }

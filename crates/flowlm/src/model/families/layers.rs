@@ -484,6 +484,7 @@ impl super::Network for GatedNetwork {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
+        _time: Tensor<1>,
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
         let (ids, positions) = super::pass_columns(ids, positions, pass);

@@ -7,8 +7,11 @@
 //! adaLN_modulation}, output_layer.{norm_final, linear, adaLN_modulation}}`.
 //!
 //! The published checkpoints are not time-conditioned (`time_conditioning` false: the time
-//! embedding reads sigma = 0), so every block's modulation is one vector, computed once here.
-//! Time-conditioned checkpoints are refused by name. MDLM's mask is the tokenizer's mask token,
+//! embedding reads sigma = 0, and the conditioning vector is computed once here). A
+//! time-conditioned checkpoint reads each row's noise level sigma(t) = -log(1 - (1 - 1e-3) t),
+//! MDLM's log-linear schedule (`noise_schedule.py`); samplers that carry no time give it the
+//! row's masked share of the answer, the t at which MDLM's forward process leaves that share
+//! masked. MDLM's mask is the tokenizer's mask token,
 //! or the last id of the vocabulary when the tokenizer has none (GPT-2's tokenizer + 1 in
 //! `mdlm-owt`), which is the id FlowLM's tokenizer adds.
 
@@ -63,19 +66,12 @@ impl MdlmConfig {
         if self.cond_dim == 0 {
             return Err(invalid("cond_dim", "must be positive".into()));
         }
-        if self.time_conditioning {
-            return Err(invalid(
-                "time_conditioning",
-                "true is not supported: FlowLM runs MDLM's unconditioned checkpoints (sigma = 0)"
-                    .into(),
-            ));
-        }
         crate::limits::within(self.model_length, 1, crate::limits::MAX_SEQUENCE)
             .map_err(|m| invalid("model_length", m))
     }
 }
 
-/// The adaLN vectors of one block (or of the output layer), `[1, 1, hidden]` each.
+/// The adaLN shift and scale, `[B or 1, 1, hidden]` each.
 struct Modulation {
     shift: Tensor<3>,
     scale: Tensor<3>,
@@ -87,45 +83,47 @@ impl Modulation {
     }
 }
 
-/// `prefix.adaLN_modulation` applied to the conditioning vector `c` `[1, 1, cond]`, split into
-/// `parts` vectors of the hidden width.
-fn modulation_vectors(
-    weights: &Weights,
-    prefix: &str,
-    condition: &Tensor<3>,
+/// `prefix.adaLN_modulation`: the conditioning vector `[B, 1, cond]` to `parts` vectors of the
+/// hidden width.
+struct AdaLn {
+    affine: Linear,
     hidden: usize,
-    parts: usize,
-    device: &Device,
-) -> Result<Vec<Tensor<3>>> {
-    let cond = condition.dims()[2];
-    let affine = Linear::new(
-        weights,
-        &format!("{prefix}.adaLN_modulation"),
-        cond,
-        parts * hidden,
-        true,
-        device,
-    )?;
-    let all = affine.forward(condition.clone());
-    Ok((0..parts)
-        .map(|i| {
+}
+
+impl AdaLn {
+    fn new(
+        weights: &Weights,
+        prefix: &str,
+        cond: usize,
+        hidden: usize,
+        parts: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let name = format!("{prefix}.adaLN_modulation");
+        let affine = Linear::new(weights, &name, cond, parts * hidden, true, device)?;
+        Ok(Self { affine, hidden })
+    }
+
+    /// The `N` vectors (`N` = the `parts` it was loaded with).
+    fn vectors<const N: usize>(&self, condition: &Tensor<3>) -> [Tensor<3>; N] {
+        let all = self.affine.forward(condition.clone());
+        let rows = all.dims()[0];
+        std::array::from_fn(|i| {
             all.clone()
-                .slice([0..1, 0..1, i * hidden..(i + 1) * hidden])
+                .slice([0..rows, 0..1, i * self.hidden..(i + 1) * self.hidden])
         })
-        .collect())
+    }
 }
 
 /// One `DDiTBlock`.
 struct DitBlock {
+    /// Six vectors: attention shift, scale, gate, then the MLP's.
+    modulation: AdaLn,
     attention_norm: LayerNorm,
-    attention_modulation: Modulation,
-    attention_gate: Tensor<3>,
     /// `[3 hidden, hidden]`: queries, keys, values stacked.
     qkv: Matrix,
     attention_output: Linear,
     mlp_norm: LayerNorm,
-    mlp_modulation: Modulation,
-    mlp_gate: Tensor<3>,
     mlp_in: Linear,
     mlp_out: Linear,
 }
@@ -135,7 +133,7 @@ impl DitBlock {
         weights: &Weights,
         prefix: &str,
         hidden: usize,
-        condition: &Tensor<3>,
+        cond: usize,
         device: &Device,
     ) -> Result<Self> {
         let norm = |name: &str| {
@@ -147,15 +145,10 @@ impl DitBlock {
                 device,
             )
         };
-        let mut parts = modulation_vectors(weights, prefix, condition, hidden, 6, device)?;
-        let mut next = || parts.remove(0);
-        let (shift, scale, attention_gate) = (next(), next(), next());
-        let (mlp_shift, mlp_scale, mlp_gate) = (next(), next(), next());
         let inner = MLP_RATIO * hidden;
         Ok(Self {
+            modulation: AdaLn::new(weights, prefix, cond, hidden, 6, device)?,
             attention_norm: norm("norm1")?,
-            attention_modulation: Modulation { shift, scale },
-            attention_gate,
             qkv: Matrix::load(
                 weights,
                 &format!("{prefix}.attn_qkv.weight"),
@@ -171,11 +164,6 @@ impl DitBlock {
                 device,
             )?,
             mlp_norm: norm("norm2")?,
-            mlp_modulation: Modulation {
-                shift: mlp_shift,
-                scale: mlp_scale,
-            },
-            mlp_gate,
             mlp_in: Linear::new(
                 weights,
                 &format!("{prefix}.mlp.0"),
@@ -195,10 +183,13 @@ impl DitBlock {
         })
     }
 
-    /// The block on the columns a pass computes; also returns the keys/values attended to.
+    /// The block on the columns a pass computes under `condition` `[B or 1, 1, cond]`; also
+    /// returns the keys/values attended to.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: Tensor<3>,
+        condition: &Tensor<3>,
         heads: usize,
         rotary: &RotaryTables,
         positions: &Tensor<2, Int>,
@@ -206,9 +197,14 @@ impl DitBlock {
         cache: Option<(&CachePass, usize)>,
     ) -> (Tensor<3>, KvPair) {
         let [batch, length, hidden] = x.dims();
-        let normed = self
-            .attention_modulation
-            .apply(self.attention_norm.forward(x.clone()));
+        let [shift, scale, attention_gate, mlp_shift, mlp_scale, mlp_gate] =
+            self.modulation.vectors(condition);
+        let attention_modulation = Modulation { shift, scale };
+        let mlp_modulation = Modulation {
+            shift: mlp_shift,
+            scale: mlp_scale,
+        };
+        let normed = attention_modulation.apply(self.attention_norm.forward(x.clone()));
         let qkv = self.qkv.apply(normed);
         let part = |i: usize| {
             let t = qkv
@@ -226,12 +222,12 @@ impl DitBlock {
         };
         let query = rotary.apply(part(0), positions.clone());
         let attended = attend(query, kv.keys.clone(), kv.values.clone(), padding);
-        let x = x + self.attention_output.forward(attended) * self.attention_gate.clone();
-        let normed = self.mlp_modulation.apply(self.mlp_norm.forward(x.clone()));
+        let x = x + self.attention_output.forward(attended) * attention_gate;
+        let normed = mlp_modulation.apply(self.mlp_norm.forward(x.clone()));
         let mlp = self
             .mlp_out
             .forward(gelu_approximate(self.mlp_in.forward(normed)));
-        (x + mlp * self.mlp_gate.clone(), kv)
+        (x + mlp * mlp_gate, kv)
     }
 }
 
@@ -240,9 +236,13 @@ pub struct MdlmModel {
     pub config: MdlmConfig,
     /// `[vocab, hidden]`.
     embeddings: Matrix,
+    time_embedding: TimeEmbedding,
+    /// The conditioning vector at sigma = 0 `[1, 1, cond]`, for unconditioned checkpoints.
+    fixed_condition: Tensor<3>,
     blocks: Vec<DitBlock>,
     final_norm: LayerNorm,
-    final_modulation: Modulation,
+    /// Shift and scale of the output layer.
+    final_modulation: AdaLn,
     head: Linear,
     rotary: RotaryTables,
 }
@@ -250,24 +250,17 @@ pub struct MdlmModel {
 impl MdlmModel {
     pub fn new(config: MdlmConfig, weights: &Weights, device: &Device) -> Result<Self> {
         config.validate()?;
-        let (h, v) = (config.hidden_dim, config.vocab_size);
-        let condition = time_condition(weights, config.cond_dim, device)?;
+        let (h, v, cond) = (config.hidden_dim, config.vocab_size, config.cond_dim);
+        let time_embedding = TimeEmbedding::new(weights, cond, device)?;
+        let fixed_condition = time_embedding.forward(Tensor::zeros([1], device));
         let blocks = (0..config.n_blocks)
-            .map(|n| {
-                DitBlock::new(
-                    weights,
-                    &format!("backbone.blocks.{n}"),
-                    h,
-                    &condition,
-                    device,
-                )
-            })
+            .map(|n| DitBlock::new(weights, &format!("backbone.blocks.{n}"), h, cond, device))
             .collect::<Result<Vec<_>>>()?;
         let output = "backbone.output_layer";
-        let mut parts = modulation_vectors(weights, output, &condition, h, 2, device)?;
-        let scale = parts.remove(1);
         Ok(Self {
             embeddings: Matrix::load(weights, "backbone.vocab_embed.embedding", [v, h], device)?,
+            time_embedding,
+            fixed_condition,
             blocks,
             final_norm: LayerNorm::new(
                 weights,
@@ -276,36 +269,69 @@ impl MdlmModel {
                 LAYER_NORM_EPS,
                 device,
             )?,
-            final_modulation: Modulation {
-                shift: parts.remove(0),
-                scale,
-            },
+            final_modulation: AdaLn::new(weights, output, cond, h, 2, device)?,
             head: Linear::new(weights, &format!("{output}.linear"), h, v, true, device)?,
             rotary: RotaryTables::new(h / config.n_heads, config.model_length, ROTARY_BASE, device),
             config,
         })
     }
+
+    /// The conditioning vectors: one per row from its time `[B]` for a time-conditioned
+    /// checkpoint, the fixed sigma = 0 one otherwise.
+    fn condition(&self, time: Tensor<1>) -> Tensor<3> {
+        if !self.config.time_conditioning {
+            return self.fixed_condition.clone();
+        }
+        // MDLM's log-linear total noise, sigma(t) = -log(1 - (1 - eps) t).
+        let sigma = (time.mul_scalar(-(1.0 - SCHEDULE_EPS)) + 1.0).log().neg();
+        self.time_embedding.forward(sigma)
+    }
 }
 
-/// `silu(sigma_map(features(0)))` `[1, 1, cond]`: the conditioning vector of an unconditioned
-/// checkpoint. The sinusoidal features of sigma = 0 are cos(0) = 1 then sin(0) = 0.
-fn time_condition(weights: &Weights, cond: usize, device: &Device) -> Result<Tensor<3>> {
-    let half = TIME_FEATURES / 2;
-    let features: Vec<f32> = (0..TIME_FEATURES)
-        .map(|i| if i < half { 1.0 } else { 0.0 })
-        .collect();
-    let features = Tensor::<3>::from_data(TensorData::new(features, [1, 1, TIME_FEATURES]), device);
-    let map = "backbone.sigma_map.mlp";
-    let first = Linear::new(
-        weights,
-        &format!("{map}.0"),
-        TIME_FEATURES,
-        cond,
-        true,
-        device,
-    )?;
-    let second = Linear::new(weights, &format!("{map}.2"), cond, cond, true, device)?;
-    Ok(silu(second.forward(silu(first.forward(features)))))
+/// The epsilon of MDLM's log-linear schedule (`LogLinearNoise`).
+const SCHEDULE_EPS: f64 = 1e-3;
+
+/// `sigma_map` (`TimestepEmbedder`): sinusoidal features of sigma through a two-layer MLP, then
+/// the SiLU the DiT applies.
+struct TimeEmbedding {
+    first: Linear,
+    second: Linear,
+    /// exp(-ln(10000) i / half), `[1, half]`.
+    frequencies: Tensor<2>,
+}
+
+impl TimeEmbedding {
+    fn new(weights: &Weights, cond: usize, device: &Device) -> Result<Self> {
+        let map = "backbone.sigma_map.mlp";
+        let half = TIME_FEATURES / 2;
+        let frequencies: Vec<f32> = (0..half)
+            .map(|i| (-(10_000f64.ln()) * i as f64 / half as f64).exp() as f32)
+            .collect();
+        Ok(Self {
+            first: Linear::new(
+                weights,
+                &format!("{map}.0"),
+                TIME_FEATURES,
+                cond,
+                true,
+                device,
+            )?,
+            second: Linear::new(weights, &format!("{map}.2"), cond, cond, true, device)?,
+            frequencies: Tensor::from_data(TensorData::new(frequencies, [1, half]), device),
+        })
+    }
+
+    /// `silu(sigma_map(sigma))` `[B, 1, cond]` for sigma `[B]`.
+    fn forward(&self, sigma: Tensor<1>) -> Tensor<3> {
+        let rows = sigma.dims()[0];
+        let angles = sigma.reshape([rows, 1]) * self.frequencies.clone();
+        let features = Tensor::cat(vec![angles.clone().cos(), angles.sin()], 1).reshape([
+            rows,
+            1,
+            TIME_FEATURES,
+        ]);
+        silu(self.second.forward(silu(self.first.forward(features))))
+    }
 }
 
 impl super::Network for MdlmModel {
@@ -322,15 +348,26 @@ impl super::Network for MdlmModel {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
+        time: Tensor<1>,
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
         let (ids, positions) = super::pass_columns(ids, positions, pass);
+        let condition = self.condition(time);
         let x = self.embeddings.rows(ids);
         let heads = self.config.n_heads;
         let (x, cache) = run_layers(&self.blocks, x, pass, |block, x, cache| {
-            block.forward(x, heads, &self.rotary, &positions, padding.clone(), cache)
+            block.forward(
+                x,
+                &condition,
+                heads,
+                &self.rotary,
+                &positions,
+                padding.clone(),
+                cache,
+            )
         });
-        let x = self.final_modulation.apply(self.final_norm.forward(x));
+        let [shift, scale] = self.final_modulation.vectors(&condition);
+        let x = Modulation { shift, scale }.apply(self.final_norm.forward(x));
         Ok((self.head.forward(x), cache))
     }
 }

@@ -33,12 +33,14 @@ pub trait Network {
     }
     /// Logits `[B, C, vocab]` of the C columns a pass computes (every column without one;
     /// ids, positions and padding span the whole canvas) and, when `pass` records, every
-    /// layer's keys/values.
+    /// layer's keys/values. `time` `[B]` is each row's noise level, read only by
+    /// time-conditioned checkpoints (MDLM's with `time_conditioning`).
     fn forward(
         &self,
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
+        time: Tensor<1>,
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)>;
 }
@@ -155,7 +157,8 @@ pub fn family(name: &str) -> Result<&'static Family> {
         })
 }
 
-/// A pretrained network as a [`Denoiser`] (time is ignored: these models read masks).
+/// A pretrained network as a [`Denoiser`]. A sampler that carries no time gives each row its
+/// masked share of the answer (what a time-conditioned masked model reads as t).
 pub struct NetworkDenoiser {
     pub network: Box<dyn Network>,
     pub device: Device,
@@ -164,13 +167,36 @@ pub struct NetworkDenoiser {
 impl NetworkDenoiser {
     /// Device logits `[B, C, V]` of `columns` after a full pass over the canvas (all columns
     /// without a range).
-    fn device_logits(&self, canvas: &Canvas, columns: Option<&Range<usize>>) -> Result<Tensor<3>> {
+    fn device_logits(
+        &self,
+        canvas: &Canvas,
+        time: Option<&[f32]>,
+        columns: Option<&Range<usize>>,
+    ) -> Result<Tensor<3>> {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
-        let (logits, _) = self.network.forward(ids, positions.int(), padding, None)?;
+        let time = self.time(canvas, time);
+        let (logits, _) = self
+            .network
+            .forward(ids, positions.int(), padding, time, None)?;
         match columns {
             Some(columns) => read_columns(logits, columns, 0),
             None => Ok(logits),
         }
+    }
+}
+
+impl NetworkDenoiser {
+    /// Each row's time `[B]`: the sampler's, or the share of the row's answer still masked.
+    fn time(&self, canvas: &Canvas, time: Option<&[f32]>) -> Tensor<1> {
+        let length = canvas.response_length().max(1) as f32;
+        let time: Vec<f32> = match time {
+            Some(time) => time.to_vec(),
+            None => (0..canvas.batch())
+                .map(|row| canvas.masked_count(row) as f32 / length)
+                .collect(),
+        };
+        let rows = time.len();
+        Tensor::from_data(burn::tensor::TensorData::new(time, [rows]), &self.device)
     }
 }
 
@@ -179,17 +205,17 @@ impl Denoiser for NetworkDenoiser {
         self.network.vocab_size()
     }
 
-    fn logits(&self, canvas: &Canvas, _time: Option<&[f32]>) -> Result<Logits> {
-        host_logits(self.device_logits(canvas, None)?)
+    fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits> {
+        host_logits(self.device_logits(canvas, time, None)?)
     }
 
     fn top_choices(
         &self,
         canvas: &Canvas,
-        _time: Option<&[f32]>,
+        time: Option<&[f32]>,
         forbidden: u32,
     ) -> Result<TopChoices> {
-        TopChoices::on_device(self.device_logits(canvas, None)?, forbidden, 0)
+        TopChoices::on_device(self.device_logits(canvas, time, None)?, forbidden, 0)
     }
 
     fn ranked_choices_in(
@@ -198,7 +224,7 @@ impl Denoiser for NetworkDenoiser {
         columns: Range<usize>,
         forbidden: u32,
     ) -> Result<crate::model::RankedChoices> {
-        let logits = self.device_logits(canvas, Some(&columns))?;
+        let logits = self.device_logits(canvas, None, Some(&columns))?;
         crate::model::RankedChoices::on_device(logits, forbidden, columns.start)
     }
 
@@ -210,7 +236,7 @@ impl Denoiser for NetworkDenoiser {
         temperature: f64,
         uniforms: &[f64],
     ) -> Result<crate::model::sampled::SampledChoices> {
-        let logits = self.device_logits(canvas, Some(&columns))?;
+        let logits = self.device_logits(canvas, None, Some(&columns))?;
         crate::model::sampled::SampledChoices::on_device(
             logits,
             forbidden,
@@ -228,7 +254,7 @@ impl Denoiser for NetworkDenoiser {
         filter: &crate::model::filtered::Filter,
         uniforms: &[f64],
     ) -> Result<crate::model::filtered::FilteredChoices> {
-        let logits = self.device_logits(canvas, Some(&columns))?;
+        let logits = self.device_logits(canvas, None, Some(&columns))?;
         crate::model::filtered::FilteredChoices::on_device(
             logits,
             forbidden,
@@ -248,9 +274,10 @@ impl Denoiser for NetworkDenoiser {
     ) -> Result<(TopChoices, Option<KvCache>)> {
         let (ids, positions, padding) = canvas_tensors(canvas, &self.device);
         let pass = cache_pass(cache, computed);
+        let time = self.time(canvas, None);
         let (logits, recorded) =
             self.network
-                .forward(ids, positions.int(), padding, Some(&pass))?;
+                .forward(ids, positions.int(), padding, time, Some(&pass))?;
         let columns = pass.columns(canvas.width());
         let logits = read_columns(logits, &read, columns.start)?;
         let choices = TopChoices::on_device(logits, forbidden, read.start)?;

@@ -266,6 +266,7 @@ impl super::Network for ModernBertMaskedLm {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         padding: Option<Tensor<2, Bool>>,
+        _time: Tensor<1>,
         pass: Option<&CachePass>,
     ) -> Result<(Tensor<3>, KvCache)> {
         let [batch, width] = ids.dims();
