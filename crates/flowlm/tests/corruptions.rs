@@ -2,8 +2,9 @@
 //! semantics are wrong.
 
 use flowlm::corruption::{
-    CleanBatch, Corruption, CorruptionConfig, GaussianParameterization, MaskAndSubstitute,
-    NextToken, TemperatureAnnealing, TimeSampling, UniformCorruption, effective_clean_probability,
+    CleanBatch, Corruption, CorruptionConfig, GaussianParameterization, MaskAndBlend,
+    MaskAndSubstitute, NextToken, TemperatureAnnealing, TimeSampling, UniformCorruption,
+    effective_clean_probability,
 };
 use flowlm::random::rng_for;
 use flowlm::schedule::Schedule;
@@ -107,6 +108,56 @@ fn substitutions_never_touch_masks_special_tokens_or_the_prompt() {
             }
         }
     }
+}
+
+/// The flow-state blends: a `blend_rate` share of the masked slots reads (1 - s) m + s E[y] with
+/// s spread over (0, 1], y the clean token except a `wrong_rate` share; every other slot reads
+/// its own token, and every slot's weights sum to 1.
+#[test]
+fn blends_follow_their_rates() {
+    let corruption = MaskAndBlend {
+        vocabulary: vocabulary(),
+        time: TimeSampling::Fixed { rate: 0.4 },
+        blend_rate: 0.5,
+        wrong_rate: 0.25,
+    };
+    let batch = clean(32, 500);
+    let mut rng = rng_for(2, 0);
+    let out = corruption.corrupt(&batch, &mut rng);
+    let weights = corruption.input_weights(&out, &mut rng);
+    let (mut masked, mut blended, mut wrong, mut mean_s) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for (i, slot) in weights.chunks(VOCAB).enumerate() {
+        assert!((slot.iter().sum::<f32>() - 1.0).abs() < 1e-5, "slot {i}");
+        if !out.masked[i] {
+            assert_eq!(slot[out.input[i] as usize], 1.0, "slot {i} reads its token");
+            continue;
+        }
+        masked += 1.0;
+        let s = 1.0 - slot[MASK as usize] as f64;
+        if s == 0.0 {
+            continue;
+        }
+        blended += 1.0;
+        mean_s += s;
+        if slot[batch.tokens[i] as usize] == 0.0 {
+            wrong += 1.0;
+        }
+    }
+    assert!(
+        (blended / masked - 0.5).abs() < 0.02,
+        "blend share {}",
+        blended / masked
+    );
+    assert!(
+        (wrong / blended - 0.25).abs() < 0.02,
+        "wrong share {}",
+        wrong / blended
+    );
+    assert!(
+        (mean_s / blended - 0.5).abs() < 0.02,
+        "mean s {}",
+        mean_s / blended
+    );
 }
 
 #[test]
@@ -275,4 +326,39 @@ fn gaussian_soft_weights_rows_by_the_configured_view_scale() {
             );
         }
     }
+}
+
+/// The blend loss reads its blends: without any it is the masked model's loss on the same masks,
+/// and with them it changes.
+#[test]
+fn the_blend_loss_is_the_mask_loss_until_slots_are_blended() {
+    use flowlm::corruption::MaskCorruption;
+    use flowlm::model::{DiffusionTransformerConfig, seeded_init};
+    let device = burn::tensor::Device::flex();
+    let mut config = DiffusionTransformerConfig::small(VOCAB, 20);
+    config.hidden_size = 32;
+    config.num_hidden_layers = 2;
+    config.num_attention_heads = 2;
+    config.intermediate_size = 48;
+    let model = seeded_init(config.init(&device), 3, 0.02);
+    let batch = clean(4, 20);
+    let time = TimeSampling::Fixed { rate: 0.5 };
+    let loss = |corruption: &dyn Corruption| {
+        let value = corruption
+            .loss(&model, &batch, 0, &mut rng_for(5, 0), &device)
+            .unwrap();
+        value.into_scalar::<f32>()
+    };
+    let masks = loss(&MaskCorruption {
+        mask_id: MASK,
+        time,
+    });
+    let blends = |blend_rate| MaskAndBlend {
+        vocabulary: vocabulary(),
+        time,
+        blend_rate,
+        wrong_rate: 0.0,
+    };
+    assert!((loss(&blends(0.0)) - masks).abs() < 1e-4 * masks.abs());
+    assert!((loss(&blends(1.0)) - masks).abs() > 1e-3 * masks.abs());
 }

@@ -186,3 +186,72 @@ fn the_autoregressive_switch_is_really_causal() {
         .unwrap();
     assert!((0..4 * 20).any(|i| (a[i] - b[i]).abs() > 1e-4));
 }
+
+/// The flow-state diagnostic reads the blends it names: at s = 0 every answer slot is the mask
+/// and at s = 1 towards the right token the answer itself, so the accuracies equal those of the
+/// token canvases (masked, and with the answer written in).
+#[test]
+fn flow_state_accuracy_reads_the_blends() {
+    use flowlm::eval::flow_states::flow_state_accuracy;
+    use flowlm::model::{Denoiser, SavedModel, argmax};
+    use flowlm::tasks::Example;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
+    let device = Device::flex();
+    let saved = SavedModel::load(&root, &device).expect("the bundled model");
+    // Lines whose answers the bundled model partly gets right, masked and written in.
+    let examples: Vec<Example> = [
+        ("HAMLET:\nI will speak to thee: I", " will"),
+        ("ROMEO:\nI", " will"),
+        ("ROMEO:\nWhat, shall I", " not"),
+        (
+            "JULIET:\nAy me!\n\nROMEO:\nShe speaks:\nO, speak again, bright",
+            " angel!",
+        ),
+        (
+            "MENENIUS:\nI tell you, friends, most charitable care\nHave the patricians of you.",
+            "\n\n",
+        ),
+    ]
+    .iter()
+    .map(|(prompt, response)| Example {
+        prompt: prompt.to_string(),
+        response: response.to_string(),
+    })
+    .collect();
+    let results = flow_state_accuracy(&saved, &examples, &[0.0, 1.0], 2, 0, &device).unwrap();
+    assert_eq!(results[0].towards_right, results[0].towards_wrong);
+    let special = saved.tokenizer.special();
+    let encode = |text: &str| saved.tokenizer.encode(text).unwrap();
+    let prompts: Vec<Vec<u32>> = examples.iter().map(|e| encode(&e.prompt)).collect();
+    let answers: Vec<Vec<u32>> = examples.iter().map(|e| encode(&e.response)).collect();
+    let length = answers.iter().map(Vec::len).max().unwrap();
+    let denoiser = saved.denoiser(&device);
+    let accuracy = |written: bool| {
+        let mut canvas = Canvas::new(&prompts, length, special.mask, special.pad).unwrap();
+        if written {
+            for (row, answer) in answers.iter().enumerate() {
+                let start = canvas.response_start;
+                canvas.rows[row][start..start + answer.len()].copy_from_slice(answer);
+            }
+        }
+        let logits = denoiser.logits(&canvas, None).unwrap();
+        let (mut right, mut slots) = (0, 0);
+        for (row, answer) in answers.iter().enumerate() {
+            for (slot, &token) in answer.iter().enumerate() {
+                let column = canvas.response_start + slot;
+                right += usize::from(argmax(logits.at(row, column)).0 as u32 == token);
+                slots += 1;
+            }
+        }
+        right as f64 / slots as f64
+    };
+    assert!(accuracy(false) > 0.0 && accuracy(true) > 0.0, "a test that can tell");
+    assert!(
+        (results[0].towards_right - accuracy(false)).abs() < 1e-9,
+        "{results:?}"
+    );
+    assert!(
+        (results[1].towards_right - accuracy(true)).abs() < 1e-9,
+        "{results:?}"
+    );
+}

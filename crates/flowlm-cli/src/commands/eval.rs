@@ -25,6 +25,9 @@ enum EvalCommand {
     /// Exact-match accuracy per sampler and step budget on a checkable task; Markdown table,
     /// CSV and PNG
     Budget(super::eval_budget::BudgetArgs),
+    /// Accuracy on the states x-prediction flow decoding visits: every answer slot blended
+    /// between the mask and a token's embedding, towards the right token and a wrong one
+    FlowStates(super::eval_budget::FlowStatesArgs),
 }
 
 /// Without a subcommand: NELBO per token, perplexity bound, bits per byte.
@@ -56,6 +59,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         Some(EvalCommand::Correct(a)) => super::eval_correction::run_correct(a),
         Some(EvalCommand::MaskedCe(a)) => super::eval_correction::run_masked_ce(a),
         Some(EvalCommand::Budget(a)) => super::eval_budget::run(a),
+        Some(EvalCommand::FlowStates(a)) => super::eval_budget::run_flow_states(a),
         None => run_likelihood(args.likelihood),
     }
 }

@@ -1,4 +1,5 @@
-//! `flowlm eval budget`: accuracy per sampler and step budget on a checkable task.
+//! `flowlm eval budget`: accuracy per sampler and step budget on a checkable task; and
+//! `flowlm eval flow-states`: accuracy on the states the x-prediction flow visits.
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -6,6 +7,7 @@ use flowlm::eval::budget::{
     BudgetCell, answer_tokens, budget_sampler, csv, markdown_table, plot_budget, steps_for_budget,
     task_accuracy,
 };
+use flowlm::eval::flow_states::{flow_state_accuracy, markdown_table as flow_markdown_table};
 use flowlm::model::SavedModel;
 use flowlm::tasks::{Example, task_for_data};
 use indicatif::ProgressBar;
@@ -155,5 +157,51 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
     );
     plot_budget(&png_path, &cells, &title)?;
     println!("\nwrote {} and {}", csv_path.display(), png_path.display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct FlowStatesArgs {
+    /// The diffusion model directory
+    #[arg(long)]
+    model: PathBuf,
+    /// Held-out prompt/response JSONL (`flowlm data task ... --out DIR` writes DIR/test.jsonl)
+    #[arg(long)]
+    data: PathBuf,
+    /// Blend weights s: each answer slot reads (1 - s) mask + s token
+    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,0.75,0.9,1")]
+    blends: Vec<f64>,
+    /// Examples to score (the first N of --data)
+    #[arg(long, default_value_t = 200)]
+    examples: usize,
+    #[arg(long, default_value_t = 50)]
+    batch_size: usize,
+    /// Seed of the wrong tokens
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run_flow_states(args: FlowStatesArgs) -> anyhow::Result<()> {
+    let device = super::device(&args.device)?;
+    let saved = SavedModel::load(&args.model, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let examples = read_examples(&args.data, args.examples)?;
+    let results = flow_state_accuracy(
+        &saved,
+        &examples,
+        &args.blends,
+        args.batch_size,
+        args.seed,
+        &device,
+    )?;
+    println!(
+        "{}: answer-slot accuracy on blended inputs ({} examples of {})\n",
+        args.model.display(),
+        examples.len(),
+        args.data.display()
+    );
+    print!("{}", flow_markdown_table(&results));
     Ok(())
 }

@@ -3,12 +3,14 @@
 //! sees this interface, so it does not know which corruption it runs.
 
 mod autoregressive;
+mod blend;
 mod gaussian_soft;
 mod mask;
 mod substitute;
 mod uniform;
 
 pub use autoregressive::NextToken;
+pub use blend::MaskAndBlend;
 pub use gaussian_soft::{
     GaussianParameterization, GaussianSoftCorruption, TemperatureAnnealing,
     effective_clean_probability,
@@ -110,6 +112,14 @@ fn default_corruption_rate() -> f64 {
     0.15
 }
 
+fn default_blend_rate() -> f64 {
+    0.5
+}
+
+fn default_wrong_rate() -> f64 {
+    0.25
+}
+
 fn default_uniform_steps() -> usize {
     1000
 }
@@ -131,6 +141,16 @@ pub enum CorruptionConfig {
         corruption_rate: f64,
         #[serde(default)]
         score_all: bool,
+    },
+    /// Masks, some of them read as blends towards a token: the states x-prediction flow
+    /// decoding visits (seed 003).
+    MaskAndBlend {
+        #[serde(default)]
+        time: TimeSampling,
+        #[serde(default = "default_blend_rate")]
+        blend_rate: f64,
+        #[serde(default = "default_wrong_rate")]
+        wrong_rate: f64,
     },
     /// Uniform diffusion (seed 002, LDLM): cosine schedule over `steps` discrete steps.
     Uniform {
@@ -180,6 +200,16 @@ impl CorruptionConfig {
                 corruption_rate: *corruption_rate,
                 score_all: *score_all,
             }),
+            CorruptionConfig::MaskAndBlend {
+                time,
+                blend_rate,
+                wrong_rate,
+            } => Box::new(MaskAndBlend {
+                vocabulary,
+                time: *time,
+                blend_rate: *blend_rate,
+                wrong_rate: *wrong_rate,
+            }),
             CorruptionConfig::Uniform { steps } => Box::new(UniformCorruption {
                 vocabulary,
                 steps: *steps,
@@ -214,6 +244,21 @@ impl CorruptionConfig {
                 field(
                     "corruption.corruption_rate",
                     finite_within(*corruption_rate, 0.0, 1.0),
+                )
+            }
+            CorruptionConfig::MaskAndBlend {
+                time,
+                blend_rate,
+                wrong_rate,
+            } => {
+                time.validate()?;
+                field(
+                    "corruption.blend_rate",
+                    finite_within(*blend_rate, 0.0, 1.0),
+                )?;
+                field(
+                    "corruption.wrong_rate",
+                    finite_within(*wrong_rate, 0.0, 1.0),
                 )
             }
             CorruptionConfig::Uniform { steps } => field(
@@ -271,6 +316,7 @@ impl CorruptionConfig {
         match self {
             CorruptionConfig::Mask { .. } => "mask",
             CorruptionConfig::MaskAndSubstitute { .. } => "mask_and_substitute",
+            CorruptionConfig::MaskAndBlend { .. } => "mask_and_blend",
             CorruptionConfig::Uniform { .. } => "uniform",
             CorruptionConfig::GaussianSoft { .. } => "gaussian_soft",
             CorruptionConfig::Autoregressive => "autoregressive",
@@ -280,7 +326,7 @@ impl CorruptionConfig {
     /// The samplers that can drive a model trained with this corruption.
     pub fn samplers(&self) -> &'static [&'static str] {
         match self {
-            CorruptionConfig::Mask { .. } => {
+            CorruptionConfig::Mask { .. } | CorruptionConfig::MaskAndBlend { .. } => {
                 &["greedy", "llada", "dream", "remask", "correct", "xflow"]
             }
             CorruptionConfig::MaskAndSubstitute { .. } => {
@@ -301,7 +347,9 @@ impl CorruptionConfig {
     pub fn uses_mask(&self) -> bool {
         matches!(
             self,
-            CorruptionConfig::Mask { .. } | CorruptionConfig::MaskAndSubstitute { .. }
+            CorruptionConfig::Mask { .. }
+                | CorruptionConfig::MaskAndSubstitute { .. }
+                | CorruptionConfig::MaskAndBlend { .. }
         )
     }
 
@@ -310,10 +358,12 @@ impl CorruptionConfig {
     /// the others validate on their own training loss.
     pub fn evaluation(&self, vocabulary: &Vocabulary) -> Box<dyn Corruption> {
         match self {
-            CorruptionConfig::Mask { .. } => Box::new(MaskCorruption {
-                mask_id: vocabulary.mask,
-                time: TimeSampling::Antithetic,
-            }),
+            CorruptionConfig::Mask { .. } | CorruptionConfig::MaskAndBlend { .. } => {
+                Box::new(MaskCorruption {
+                    mask_id: vocabulary.mask,
+                    time: TimeSampling::Antithetic,
+                })
+            }
             other => other.build(vocabulary),
         }
     }

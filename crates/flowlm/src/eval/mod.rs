@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod correction;
 pub mod decoding_modes;
+pub mod flow_states;
 pub mod masked_ce;
 pub mod throughput;
 

@@ -166,7 +166,7 @@ impl CorruptionConfig {
     /// The sampler a model trained with this corruption uses unless told otherwise.
     pub fn default_sampler(&self) -> &'static str {
         match self {
-            CorruptionConfig::Mask { .. } => "llada",
+            CorruptionConfig::Mask { .. } | CorruptionConfig::MaskAndBlend { .. } => "llada",
             other => other.samplers()[0],
         }
     }

@@ -557,12 +557,12 @@ fn train_family(
     use crate::corruption::CorruptionConfig as C;
     if matches!(
         recipe.corruption,
-        C::GaussianSoft { .. } | C::Autoregressive
+        C::GaussianSoft { .. } | C::MaskAndBlend { .. } | C::Autoregressive
     ) {
         return Err(FlowError::config(
             "corruption.kind",
             format!(
-                "`{}` cannot fine-tune a pretrained family (soft tokens need FlowLM's own embeddings; the families attend both ways); use mask, mask_and_substitute or uniform",
+                "`{}` cannot fine-tune a pretrained family (soft tokens and blends need FlowLM's own embeddings; the families attend both ways); use mask, mask_and_substitute or uniform",
                 recipe.corruption.name()
             ),
         ));
