@@ -245,7 +245,10 @@ fn flow_state_accuracy_reads_the_blends() {
         }
         right as f64 / slots as f64
     };
-    assert!(accuracy(false) > 0.0 && accuracy(true) > 0.0, "a test that can tell");
+    assert!(
+        accuracy(false) > 0.0 && accuracy(true) > 0.0,
+        "a test that can tell"
+    );
     assert!(
         (results[0].towards_right - accuracy(false)).abs() < 1e-9,
         "{results:?}"

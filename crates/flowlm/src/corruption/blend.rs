@@ -7,8 +7,8 @@
 //! not, is scored against its clean token with the masked loss weight.
 
 use super::{CleanBatch, CorruptedBatch, Corruption, MaskCorruption, TimeSampling};
-use crate::error::{FlowError, Result};
-use crate::model::{DenoiserInput, LossModel, default_positions};
+use crate::error::Result;
+use crate::model::LossModel;
 use crate::objective::cross_entropy_per_position;
 use crate::random::StdRng;
 use crate::schedule::Schedule;
@@ -78,23 +78,16 @@ impl Corruption for MaskAndBlend {
         rng: &mut StdRng,
         device: &Device,
     ) -> Result<Tensor<1>> {
-        let model = model.transformer().ok_or_else(|| {
-            FlowError::config(
-                "corruption.kind",
-                "mask_and_blend feeds blended embeddings to FlowLM's own transformer; a pretrained family trains with mask, mask_and_substitute or uniform",
-            )
-        })?;
         let corrupted = self.corrupt(clean, rng);
-        let (batch, length, vocab) = (clean.batch, clean.length, self.vocabulary.size);
-        let weights = self.input_weights(&corrupted, rng);
-        let weights =
-            Tensor::<2>::from_data(TensorData::new(weights, [batch * length, vocab]), device);
-        let embeddings = weights.matmul(model.input_embeddings());
-        let hidden = embeddings.dims()[1];
-        let input = DenoiserInput::Embeddings(embeddings.reshape([batch, length, hidden]));
-        let time = Tensor::<1>::from_data(TensorData::new(corrupted.time.clone(), [batch]), device);
-        let positions = default_positions(batch, length, device);
-        let logits = model.forward(input, positions, Some(time), None);
+        let (batch, length) = (clean.batch, clean.length);
+        let logits = super::soft_input_logits(
+            model,
+            "mask_and_blend",
+            self.input_weights(&corrupted, rng),
+            [batch, length, self.vocabulary.size],
+            corrupted.time.clone(),
+            device,
+        )?;
         let per_position = cross_entropy_per_position(logits, &corrupted.targets, device);
         let scores =
             Tensor::<2>::from_data(TensorData::new(corrupted.weights, [batch, length]), device);

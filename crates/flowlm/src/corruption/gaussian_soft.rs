@@ -5,8 +5,8 @@
 //! The loss is the symmetric KL to the one-hot target, scaled per row by the view scale.
 
 use super::{CleanBatch, CorruptedBatch, Corruption};
-use crate::error::{FlowError, Result};
-use crate::model::{DenoiserInput, LossModel, default_positions};
+use crate::error::Result;
+use crate::model::LossModel;
 use crate::objective::{
     SoftTokenLoss, ViewScale, cross_entropy_per_position, symmetric_kl_to_one_hot,
 };
@@ -243,23 +243,17 @@ impl Corruption for GaussianSoftCorruption {
         rng: &mut StdRng,
         device: &Device,
     ) -> Result<Tensor<1>> {
-        let model = model.transformer().ok_or_else(|| {
-            FlowError::config(
-                "corruption.kind",
-                "gaussian_soft feeds soft token embeddings to FlowLM's own transformer; a pretrained family trains with mask, mask_and_substitute or uniform",
-            )
-        })?;
         let temperature = self.temperature.at(training_step);
         let (soft, times, corrupted) = self.soft_input(clean, temperature, rng);
-        let (batch, length, vocab) = (clean.batch, clean.length, self.vocabulary.size);
-        let soft = Tensor::<2>::from_data(TensorData::new(soft, [batch * length, vocab]), device);
-        let embeddings = soft.matmul(model.input_embeddings());
-        let hidden = embeddings.dims()[1];
-        let input = DenoiserInput::Embeddings(embeddings.reshape([batch, length, hidden]));
-        let time_values: Vec<f32> = times.iter().map(|&t| t as f32).collect();
-        let time = Tensor::<1>::from_data(TensorData::new(time_values, [batch]), device);
-        let positions = default_positions(batch, length, device);
-        let logits = model.forward(input, positions, Some(time), None);
+        let (batch, length) = (clean.batch, clean.length);
+        let logits = super::soft_input_logits(
+            model,
+            "gaussian_soft",
+            soft,
+            [batch, length, self.vocabulary.size],
+            times.iter().map(|&t| t as f32).collect(),
+            device,
+        )?;
         let per_position = match self.loss {
             SoftTokenLoss::SymmetricKl => {
                 symmetric_kl_to_one_hot(logits, &corrupted.targets, device)

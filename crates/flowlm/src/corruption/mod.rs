@@ -20,11 +20,11 @@ pub use substitute::MaskAndSubstitute;
 pub use uniform::UniformCorruption;
 
 use crate::error::Result;
-use crate::model::LossModel;
+use crate::model::{DenoiserInput, LossModel, default_positions};
 use crate::random::StdRng;
 use crate::schedule::Schedule;
 use crate::vocabulary::Vocabulary;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// Clean training sequences, `[batch, length]` row-major.
@@ -106,6 +106,35 @@ pub trait Corruption: Send + Sync {
         let corrupted = self.corrupt(clean, rng);
         crate::objective::token_cross_entropy(model, &corrupted, clean.batch, clean.length, device)
     }
+}
+
+/// Logits `[batch, length, vocab]` of FlowLM's transformer reading soft inputs: each slot's
+/// `weights` over the vocabulary (`[batch * length * vocab]`) times the input embeddings, at
+/// noise levels `time` (one per row). `kind` names the corruption in the error a pretrained
+/// family (which has no such input) gets.
+pub(crate) fn soft_input_logits(
+    model: &dyn LossModel,
+    kind: &str,
+    weights: Vec<f32>,
+    [batch, length, vocab]: [usize; 3],
+    time: Vec<f32>,
+    device: &Device,
+) -> Result<Tensor<3>> {
+    let model = model.transformer().ok_or_else(|| {
+        crate::error::FlowError::config(
+            "corruption.kind",
+            format!(
+                "{kind} feeds soft token embeddings to FlowLM's own transformer; a pretrained family trains with mask, mask_and_substitute or uniform"
+            ),
+        )
+    })?;
+    let weights = Tensor::<2>::from_data(TensorData::new(weights, [batch * length, vocab]), device);
+    let embeddings = weights.matmul(model.input_embeddings());
+    let hidden = embeddings.dims()[1];
+    let input = DenoiserInput::Embeddings(embeddings.reshape([batch, length, hidden]));
+    let time = Tensor::<1>::from_data(TensorData::new(time, [batch]), device);
+    let positions = default_positions(batch, length, device);
+    Ok(model.forward(input, positions, Some(time), None))
 }
 
 fn default_corruption_rate() -> f64 {
