@@ -120,11 +120,12 @@ fn blends_follow_their_rates() {
         time: TimeSampling::Fixed { rate: 0.4 },
         blend_rate: 0.5,
         wrong_rate: 0.25,
+        own_rate: 0.0,
     };
     let batch = clean(32, 500);
     let mut rng = rng_for(2, 0);
     let out = corruption.corrupt(&batch, &mut rng);
-    let weights = corruption.input_weights(&out, &mut rng);
+    let weights = corruption.input_weights(&out, None, &mut rng);
     let (mut masked, mut blended, mut wrong, mut mean_s) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for (i, slot) in weights.chunks(VOCAB).enumerate() {
         assert!((slot.iter().sum::<f32>() - 1.0).abs() < 1e-5, "slot {i}");
@@ -158,6 +159,26 @@ fn blends_follow_their_rates() {
         "mean s {}",
         mean_s / blended
     );
+    // With the model's own predictions (here token 3 everywhere), an `own_rate` share of the
+    // blends goes to them.
+    let corruption = MaskAndBlend {
+        own_rate: 0.3,
+        ..corruption
+    };
+    let own = vec![3u32; out.input.len()];
+    let weights = corruption.input_weights(&out, Some(&own), &mut rng);
+    let (mut blended, mut towards_own) = (0.0f64, 0.0f64);
+    for (i, slot) in weights.chunks(VOCAB).enumerate() {
+        if out.masked[i] && slot[MASK as usize] < 1.0 {
+            blended += 1.0;
+            if batch.tokens[i] != 3 && slot[3] > 0.0 {
+                towards_own += 1.0;
+            }
+        }
+    }
+    // Token 3 is also a random choice now and then: at most a point more.
+    let share = towards_own / blended;
+    assert!((0.28..0.32).contains(&share), "own share {share}");
 }
 
 #[test]
@@ -358,6 +379,7 @@ fn the_blend_loss_is_the_mask_loss_until_slots_are_blended() {
         time,
         blend_rate,
         wrong_rate: 0.0,
+        own_rate: 0.0,
     };
     assert!((loss(&blends(0.0)) - masks).abs() < 1e-4 * masks.abs());
     assert!((loss(&blends(1.0)) - masks).abs() > 1e-3 * masks.abs());

@@ -180,6 +180,8 @@ pub enum CorruptionConfig {
         blend_rate: f64,
         #[serde(default = "default_wrong_rate")]
         wrong_rate: f64,
+        #[serde(default)]
+        own_rate: f64,
     },
     /// Uniform diffusion (seed 002, LDLM): cosine schedule over `steps` discrete steps.
     Uniform {
@@ -233,11 +235,13 @@ impl CorruptionConfig {
                 time,
                 blend_rate,
                 wrong_rate,
+                own_rate,
             } => Box::new(MaskAndBlend {
                 vocabulary,
                 time: *time,
                 blend_rate: *blend_rate,
                 wrong_rate: *wrong_rate,
+                own_rate: *own_rate,
             }),
             CorruptionConfig::Uniform { steps } => Box::new(UniformCorruption {
                 vocabulary,
@@ -279,6 +283,7 @@ impl CorruptionConfig {
                 time,
                 blend_rate,
                 wrong_rate,
+                own_rate,
             } => {
                 time.validate()?;
                 field(
@@ -288,6 +293,11 @@ impl CorruptionConfig {
                 field(
                     "corruption.wrong_rate",
                     finite_within(*wrong_rate, 0.0, 1.0),
+                )?;
+                // The two shares of the blends that do not go to the clean token.
+                field(
+                    "corruption.own_rate",
+                    finite_within(*own_rate, 0.0, 1.0 - wrong_rate),
                 )
             }
             CorruptionConfig::Uniform { steps } => field(
