@@ -258,3 +258,33 @@ fn flow_state_accuracy_reads_the_blends() {
         "{results:?}"
     );
 }
+
+/// The committed `models/sudoku4` (trained with `mask_and_blend`): its x-prediction flow solves
+/// 4x4 Sudoku at a quarter of the steps (the README's budget table has the full figures; this
+/// guards the model and the sampler against regressions on the held-out split of seed 0).
+#[test]
+fn the_committed_sudoku_model_flows_at_a_quarter_of_the_steps() {
+    use flowlm::eval::budget::{budget_sampler, task_accuracy};
+    use flowlm::model::SavedModel;
+    use flowlm::tasks::{TaskParameters, generate_split, task_by_name};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/sudoku4");
+    let device = Device::flex();
+    let saved = SavedModel::load(&root, &device).expect("models/sudoku4");
+    let task = task_by_name("sudoku4", &TaskParameters::default()).unwrap();
+    // `flowlm data task sudoku4 --train 20000 --test 300`'s test split, first 60 puzzles.
+    let (_, test) = generate_split(task.as_ref(), 20_000, 300, 0).unwrap();
+    let test = &test[..60];
+    let flow = budget_sampler("xflow", 4, 16, &saved).unwrap();
+    let solved = task_accuracy(
+        &saved,
+        task.as_ref(),
+        test,
+        flow.as_ref(),
+        30,
+        &device,
+        &mut || {},
+    )
+    .unwrap()
+    .correct;
+    assert!(solved >= 54, "x-flow at 4 steps solved {solved} of 60");
+}
