@@ -144,9 +144,29 @@ fn draw<DB: DrawingBackend>(
         .label_font((FONT, 14))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend_corner(chart, lines))
         .draw()?;
     root.present()
+}
+
+/// The first corner (upper right, lower right, upper left, lower left) whose quarter-width,
+/// third-height box holds no point of any line, so that the legend hides no data; upper right
+/// when every corner holds some.
+fn legend_corner(chart: &Chart, lines: &[Line]) -> SeriesLabelPosition {
+    let (x0, x1) = chart.x_range;
+    let (y0, y1) = chart.y_range;
+    let (dx, dy) = ((x1 - x0) / 4.0, (y1 - y0) / 3.0);
+    let corners = [
+        (SeriesLabelPosition::UpperRight, x1 - dx..=x1, y1 - dy..=y1),
+        (SeriesLabelPosition::LowerRight, x1 - dx..=x1, y0..=y0 + dy),
+        (SeriesLabelPosition::UpperLeft, x0..=x0 + dx, y1 - dy..=y1),
+        (SeriesLabelPosition::LowerLeft, x0..=x0 + dx, y0..=y0 + dy),
+    ];
+    let points = || lines.iter().flat_map(|line| line.points.iter());
+    corners
+        .into_iter()
+        .find(|(_, xs, ys)| !points().any(|(x, y)| xs.contains(x) && ys.contains(y)))
+        .map_or(SeriesLabelPosition::UpperRight, |(corner, _, _)| corner)
 }
 
 /// Tick labels with as many decimals as the axis span needs ("2000", not "2000.0").
@@ -246,4 +266,47 @@ pub fn plot_run(run: &Path, out: &Path) -> Result<()> {
         &train,
         &validation,
     )
+}
+
+#[cfg(test)]
+mod legend_tests {
+    use super::*;
+
+    fn chart() -> Chart {
+        Chart {
+            title: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
+            x_range: (0.0, 16.0),
+            y_range: (0.0, 100.0),
+        }
+    }
+
+    fn line(points: &[(f64, f64)]) -> Line {
+        Line {
+            label: "a".into(),
+            points: points.to_vec(),
+            markers: true,
+        }
+    }
+
+    /// The legend goes to the first corner no point falls in.
+    #[test]
+    fn the_legend_avoids_the_data() {
+        let rising = [line(&[(2.0, 50.0), (16.0, 98.0)])];
+        assert!(matches!(
+            legend_corner(&chart(), &rising),
+            SeriesLabelPosition::LowerRight
+        ));
+        let falling = [line(&[(0.0, 90.0), (16.0, 5.0)])];
+        assert!(matches!(
+            legend_corner(&chart(), &falling),
+            SeriesLabelPosition::UpperRight
+        ));
+        let everywhere = [line(&[(16.0, 95.0), (16.0, 5.0), (0.0, 95.0), (0.0, 5.0)])];
+        assert!(matches!(
+            legend_corner(&chart(), &everywhere),
+            SeriesLabelPosition::UpperRight
+        ));
+    }
 }
