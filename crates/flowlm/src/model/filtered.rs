@@ -262,44 +262,7 @@ impl FilteredChoices {
         let [batch, length, vocab] = logits.dims();
         check_uniforms(uniforms, batch * length)?;
         let logits = super::forbidding(logits, forbidden);
-        let candidates = match filter.top_k {
-            0 => CANDIDATES_WITHOUT_TOP_K,
-            k => k,
-        }
-        .min(vocab);
-        let (top_logits, top_tokens) = top_candidates(logits.clone(), candidates);
-        let log_partition = log_sum_exp(logits.clone());
-        // Without top-k the candidates' tempered probabilities need the whole vocabulary's
-        // partition, and with no filter at all the entropy is the whole distribution's.
-        let (tempered_partition, entropy) = if filter.top_k == 0 {
-            let scaled = match filter.divisor() {
-                1.0 => logits.clone(),
-                divisor => logits.clone().div_scalar(divisor),
-            };
-            let partition = match filter.divisor() {
-                1.0 => log_partition.clone(),
-                _ => log_sum_exp(scaled.clone()),
-            };
-            let entropy = filter
-                .unfiltered()
-                .then(|| negative_entropy(scaled, partition.clone()));
-            (Some(partition), entropy)
-        } else {
-            (None, None)
-        };
-        let values = |what, t: Option<Tensor<2>>| -> Result<Option<Vec<f64>>> {
-            t.map(|t| super::host_values(what, t.into_data()))
-                .transpose()
-        };
-        let host = Candidates {
-            count: candidates,
-            vocab,
-            tokens: super::host_values("candidate tokens", top_tokens.into_data())?,
-            logits: super::host_values("candidate logits", top_logits.into_data())?,
-            log_partition: super::host_values("partition", log_partition.into_data())?,
-            tempered_partition: values("tempered partition", tempered_partition)?,
-            negative_entropy: values("entropy", entropy)?,
-        };
+        let host = Candidates::compute(logits.clone(), filter)?;
         let mut choices: Vec<Option<FilteredChoice>> = (0..batch * length)
             .map(|slot| host.choice(slot, filter, uniforms[slot]))
             .collect();
@@ -363,6 +326,52 @@ struct Candidates {
 }
 
 impl Candidates {
+    /// The device's work for `logits` `[B, L, V]` (the forbidden token already at -inf).
+    fn compute(logits: Tensor<3>, filter: &Filter) -> Result<Self> {
+        let vocab = logits.dims()[2];
+        let count = match filter.top_k {
+            0 => CANDIDATES_WITHOUT_TOP_K,
+            k => k,
+        }
+        .min(vocab);
+        let (top_logits, top_tokens) = top_candidates(logits.clone(), count);
+        let log_partition = log_sum_exp(logits.clone());
+        // Without top-k the candidates' tempered probabilities need the whole vocabulary's
+        // partition, and with no filter at all the entropy is the whole distribution's.
+        let (tempered_partition, entropy) = if filter.top_k == 0 {
+            let untempered = filter.divisor() == 1.0;
+            let scaled = if untempered {
+                logits
+            } else {
+                logits.div_scalar(filter.divisor())
+            };
+            let partition = if untempered {
+                log_partition.clone()
+            } else {
+                log_sum_exp(scaled.clone())
+            };
+            let entropy = filter
+                .unfiltered()
+                .then(|| negative_entropy(scaled, partition.clone()));
+            (Some(partition), entropy)
+        } else {
+            (None, None)
+        };
+        let values = |what, t: Option<Tensor<2>>| -> Result<Option<Vec<f64>>> {
+            t.map(|t| super::host_values(what, t.into_data()))
+                .transpose()
+        };
+        Ok(Self {
+            count,
+            vocab,
+            tokens: super::host_values("candidate tokens", top_tokens.into_data())?,
+            logits: super::host_values("candidate logits", top_logits.into_data())?,
+            log_partition: super::host_values("partition", log_partition.into_data())?,
+            tempered_partition: values("tempered partition", tempered_partition)?,
+            negative_entropy: values("entropy", entropy)?,
+        })
+    }
+
     /// The slot's choice when its candidates decide it, `None` when only its full row can.
     fn choice(&self, slot: usize, filter: &Filter, u: f64) -> Option<FilteredChoice> {
         let span = slot * self.count..(slot + 1) * self.count;
