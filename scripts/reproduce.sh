@@ -4,7 +4,7 @@
 #
 #   scripts/reproduce.sh --quick   # the task tables from the committed models/sudoku4 and
 #                                  # models/sudoku4-ar (about two minutes)
-#   scripts/reproduce.sh           # everything, every model trained afresh (about an hour on
+#   scripts/reproduce.sh           # everything, every model trained afresh (42 minutes on
 #                                  # 2 cores): the four Shakespeare recipes, the Sudoku and
 #                                  # 6-digit addition models, then every table
 #
@@ -60,7 +60,7 @@ else
   section "training"
   train task-sudoku4-flow sudoku4-flow
   "$flowlm" train-policy --model "$out/sudoku4-flow/checkpoint" --task sudoku4 \
-    --data data/tasks/sudoku4/train.jsonl | tail -n 1
+    --data data/tasks/sudoku4/train.jsonl 2>&1 | tail -n 1
   train task-sudoku4-mdlm sudoku4-mdlm
   train task-sudoku4-ar sudoku4-ar
   for kind in mdlm flow ar; do train "task-addition6-$kind" "addition6-$kind"; done
