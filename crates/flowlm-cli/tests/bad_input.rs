@@ -286,6 +286,28 @@ fn unclear_inputs_get_clear_errors() {
     refuses(&["bench", "cache", "--threshold", "2"], "--threshold");
     refuses(&["bench", "cache", "--gen-length", "300"], "--gen-length");
     refuses(&["serve", "--max-batch", "0"], "--max-batch");
+    let examples = runs.join("test.jsonl");
+    std::fs::write(
+        &examples,
+        "{\"prompt\":\"0000030200401420\",\"response\":\"2134431232411423\"}\n",
+    )
+    .unwrap();
+    let flow_states = |flag: &str, value: &str| {
+        let data = examples.to_str().unwrap().to_string();
+        let args = [
+            "eval",
+            "flow-states",
+            "--model",
+            "models/sudoku4",
+            "--data",
+            &data,
+            flag,
+            value,
+        ];
+        refuses(&args, flag);
+    };
+    flow_states("--examples", "0");
+    flow_states("--blends", "2");
     refuses(
         &["serve", "--model", "/nonexistent/model"],
         "/nonexistent/model",

@@ -46,6 +46,9 @@ pub struct BudgetArgs {
 }
 
 pub fn read_examples(path: &PathBuf, limit: usize) -> anyhow::Result<Vec<Example>> {
+    if limit == 0 {
+        bail!("--examples: 0 is too few (at least 1)");
+    }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut examples = Vec::new();
