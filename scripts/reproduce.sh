@@ -37,6 +37,7 @@ train() {
   if [[ -f $out/$name/checkpoint/model.safetensors ]]; then
     echo "reusing $out/$name"
   else
+    echo "training $recipe into $out/$name (progress: tail -f $out/$name.log)"
     "$flowlm" train --config "configs/$recipe.toml" --out "$out/$name" "$@" > "$out/$name.log" 2>&1 \
       || { echo "training $recipe failed; see $out/$name.log" >&2; exit 1; }
     echo "trained $out/$name ($(tail -n 1 "$out/$name.log"))"

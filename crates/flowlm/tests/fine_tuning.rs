@@ -288,16 +288,25 @@ fn trainable_parameters_compute_the_checkpoint_and_receive_gradients() {
 
     let gradients = logits.powi_scalar(2).mean().backward();
     let gradients = burn::optim::GradientsParams::from_grads(gradients, &parameters);
+    let reached = tensors_with_gradient(&parameters, &gradients);
+    // Every tensor BERT reads takes part in the logits (the tied decoder included).
+    assert!(reached >= 30, "only {reached} tensors received a gradient");
+}
+
+/// How many of the parameters' tensors received a gradient.
+fn tensors_with_gradient(
+    parameters: &FamilyParameters,
+    gradients: &burn::optim::GradientsParams,
+) -> usize {
     let mut reached = 0;
     burn::module::Module::visit(
-        &parameters,
+        parameters,
         &mut CountGradients {
-            gradients: &gradients,
+            gradients,
             reached: &mut reached,
         },
     );
-    // Every tensor BERT reads takes part in the logits (the tied decoder included).
-    assert!(reached >= 30, "only {reached} tensors received a gradient");
+    reached
 }
 
 struct CountGradients<'a> {
@@ -492,14 +501,7 @@ fn every_family_takes_a_training_step() {
         let before = loss(&parameters);
         let value = before.clone().into_scalar::<f32>();
         let gradients = GradientsParams::from_grads(before.backward(), &parameters);
-        let mut reached = 0;
-        burn::module::Module::visit(
-            &parameters,
-            &mut CountGradients {
-                gradients: &gradients,
-                reached: &mut reached,
-            },
-        );
+        let reached = tensors_with_gradient(&parameters, &gradients);
         // Every stored float tensor but MDLM's rotary buffer (`inv_freq`, recomputed from the
         // config, never read) takes part.
         let tensors = flowlm::model::weights::Weights::open(&dir)

@@ -234,7 +234,7 @@ impl FilteredChoices {
     /// The host path: every slot's distribution from its full row of logits (the forbidden
     /// token already at -inf), `uniforms` one per slot, row-major.
     pub fn from_logits(logits: &Logits, filter: &Filter, uniforms: &[f64]) -> Result<Self> {
-        check_uniforms(uniforms, logits.batch * logits.length)?;
+        super::check_uniforms(uniforms, logits.batch * logits.length)?;
         let choices = logits
             .values
             .chunks(logits.vocab)
@@ -260,7 +260,7 @@ impl FilteredChoices {
         uniforms: &[f64],
     ) -> Result<Self> {
         let [batch, length, vocab] = logits.dims();
-        check_uniforms(uniforms, batch * length)?;
+        super::check_uniforms(uniforms, batch * length)?;
         let logits = super::forbidding(logits, forbidden);
         let host = Candidates::compute(logits.clone(), filter)?;
         let mut choices: Vec<Option<FilteredChoice>> = (0..batch * length)
@@ -335,7 +335,7 @@ impl Candidates {
         }
         .min(vocab);
         let (top_logits, top_tokens) = top_candidates(logits.clone(), count);
-        let log_partition = log_sum_exp(logits.clone());
+        let log_partition = super::log_sum_exp(logits.clone());
         // Without top-k the candidates' tempered probabilities need the whole vocabulary's
         // partition, and with no filter at all the entropy is the whole distribution's.
         let (tempered_partition, entropy) = if filter.top_k == 0 {
@@ -348,7 +348,7 @@ impl Candidates {
             let partition = if untempered {
                 log_partition.clone()
             } else {
-                log_sum_exp(scaled.clone())
+                super::log_sum_exp(scaled.clone())
             };
             let entropy = filter
                 .unfiltered()
@@ -402,23 +402,6 @@ impl Candidates {
             entropy,
         ))
     }
-}
-
-fn check_uniforms(uniforms: &[f64], slots: usize) -> Result<()> {
-    if uniforms.len() != slots {
-        return Err(FlowError::argument(
-            "uniforms",
-            format!("{} given for {slots} slots", uniforms.len()),
-        ));
-    }
-    Ok(())
-}
-
-/// log sum_v exp(x_v) over the last axis: `[B, L]`.
-fn log_sum_exp(x: Tensor<3>) -> Tensor<2> {
-    let (max, _) = x.clone().max_dim_with_indices(2);
-    let finite_max = max.clamp_min(-1e30);
-    ((x - finite_max.clone()).exp().sum_dim(2).log() + finite_max).squeeze_dim(2)
 }
 
 /// sum p ln(p + 1e-10) of p = softmax(x) over the last axis, from x's `log_partition`: `[B, L]`.

@@ -145,6 +145,23 @@ pub(crate) fn host_values(what: &str, data: TensorData) -> Result<Vec<f64>> {
         .map_err(|e| FlowError::Unsupported(format!("reading {what}: {e:?}")))
 }
 
+/// log sum_v exp(x_v) over the last axis of `[B, L, V]`: `[B, L]` (-inf max kept finite).
+pub(crate) fn log_sum_exp(x: Tensor<3>) -> Tensor<2> {
+    let max = x.clone().max_dim(2).clamp_min(-1e30);
+    ((x - max.clone()).exp().sum_dim(2).log() + max).squeeze_dim(2)
+}
+
+/// The error for samplers' uniforms that do not number one per slot.
+pub(crate) fn check_uniforms(uniforms: &[f64], slots: usize) -> Result<()> {
+    if uniforms.len() != slots {
+        return Err(FlowError::argument(
+            "uniforms",
+            format!("{} given for {slots} slots", uniforms.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// Device logits `[B, L, V]` with `forbidden` at -inf in every slot (never chosen).
 pub(crate) fn forbidding(logits: Tensor<3>, forbidden: u32) -> Tensor<3> {
     let vocab = logits.dims()[2];
@@ -239,15 +256,30 @@ pub trait Denoiser {
     /// passed to models with a time embedding and ignored by the others.
     fn logits(&self, canvas: &Canvas, time: Option<&[f32]>) -> Result<Logits>;
 
-    /// [`TopChoices`] for every slot with `forbidden` (the mask token) never chosen. The default
-    /// reads the full host logits; a model computes it on its device, so that only `[batch,
-    /// length]` values reach the host instead of `[batch, length, vocab]`.
+    /// Device logits `[B, C, V]` of the `columns` of every row after a pass over the whole canvas
+    /// (`time` as for [`Self::logits`]), for a denoiser that computes on a device: the choices
+    /// below are then computed there, so that only what they need reaches the host instead of
+    /// `[batch, length, vocab]` logits. `None` (the default): they read the host logits.
+    fn device_logits_in(
+        &self,
+        canvas: &Canvas,
+        time: Option<&[f32]>,
+        columns: Range<usize>,
+    ) -> Option<Result<Tensor<3>>> {
+        let _ = (canvas, time, columns);
+        None
+    }
+
+    /// [`TopChoices`] for every slot with `forbidden` (the mask token) never chosen.
     fn top_choices(
         &self,
         canvas: &Canvas,
         time: Option<&[f32]>,
         forbidden: u32,
     ) -> Result<TopChoices> {
+        if let Some(logits) = self.device_logits_in(canvas, time, 0..canvas.width()) {
+            return TopChoices::on_device(logits?, forbidden, 0);
+        }
         let mut logits = self.logits(canvas, time)?;
         logits.forbid(forbidden);
         Ok(TopChoices::from_logits(&logits))
@@ -255,36 +287,38 @@ pub trait Denoiser {
 
     /// [`Self::top_choices`] for the `columns` of every row only (no time): a sampler that reads
     /// one block asks for that block, and a model runs its output head on those columns alone.
-    /// The default computes every column (a superset, indexed the same way).
+    /// On the host every column is computed (a superset, indexed the same way).
     fn top_choices_in(
         &self,
         canvas: &Canvas,
         columns: Range<usize>,
         forbidden: u32,
     ) -> Result<TopChoices> {
-        let _ = columns;
+        if let Some(logits) = self.device_logits_in(canvas, None, columns.clone()) {
+            return TopChoices::on_device(logits?, forbidden, columns.start);
+        }
         self.top_choices(canvas, None, forbidden)
     }
 
-    /// [`RankedChoices`] for the `columns` of every row (no time), `forbidden` never chosen. The
-    /// default computes them from the host logits; a model computes them on its device.
+    /// [`RankedChoices`] for the `columns` of every row (no time), `forbidden` never chosen.
     fn ranked_choices_in(
         &self,
         canvas: &Canvas,
         columns: Range<usize>,
         forbidden: u32,
     ) -> Result<RankedChoices> {
-        let mut logits = self.logits(canvas, None)?;
-        logits.forbid(forbidden);
-        let mut choices = RankedChoices::from_logits(&logits.columns(columns.clone())?);
+        if let Some(logits) = self.device_logits_in(canvas, None, columns.clone()) {
+            return RankedChoices::on_device(logits?, forbidden, columns.start);
+        }
+        let mut choices =
+            RankedChoices::from_logits(&host_columns(self, canvas, &columns, forbidden)?);
         choices.top.first_column = columns.start;
         Ok(choices)
     }
 
     /// [`sampled::SampledChoices`] for the `columns` of every row (no time) at `temperature`,
     /// `forbidden` never chosen, `uniforms` one per (row, column) of `columns`: what LLaDA's
-    /// Gumbel-max sampling reads. The default computes it from the host logits; a model
-    /// computes it on its device, so that `[batch, columns, K]` values reach the host.
+    /// Gumbel-max sampling reads (`[batch, columns, K]` values from a device).
     fn sampled_choices_in(
         &self,
         canvas: &Canvas,
@@ -293,21 +327,25 @@ pub trait Denoiser {
         temperature: f64,
         uniforms: &[f64],
     ) -> Result<sampled::SampledChoices> {
-        let mut logits = self.logits(canvas, None)?;
-        logits.forbid(forbidden);
-        let mut choices = sampled::SampledChoices::from_logits(
-            &logits.columns(columns.clone())?,
-            temperature,
-            uniforms,
-        )?;
-        choices.first_column = columns.start;
+        let first = columns.start;
+        if let Some(logits) = self.device_logits_in(canvas, None, columns.clone()) {
+            return sampled::SampledChoices::on_device(
+                logits?,
+                forbidden,
+                first,
+                temperature,
+                uniforms,
+            );
+        }
+        let logits = host_columns(self, canvas, &columns, forbidden)?;
+        let mut choices = sampled::SampledChoices::from_logits(&logits, temperature, uniforms)?;
+        choices.first_column = first;
         Ok(choices)
     }
 
     /// [`filtered::FilteredChoices`] for the `columns` of every row (no time): a token drawn from
     /// seed 004's filtered distribution per slot, `forbidden` never chosen, `uniforms` one per
-    /// (row, column) of `columns`. The default computes it from the host logits; a model
-    /// computes it on its device, so that only the candidates reach the host.
+    /// (row, column) of `columns` (only the candidates come from a device).
     fn filtered_choices_in(
         &self,
         canvas: &Canvas,
@@ -316,14 +354,15 @@ pub trait Denoiser {
         filter: &filtered::Filter,
         uniforms: &[f64],
     ) -> Result<filtered::FilteredChoices> {
-        let mut logits = self.logits(canvas, None)?;
-        logits.forbid(forbidden);
-        let mut choices = filtered::FilteredChoices::from_logits(
-            &logits.columns(columns.clone())?,
-            filter,
-            uniforms,
-        )?;
-        choices.first_column = columns.start;
+        let first = columns.start;
+        if let Some(logits) = self.device_logits_in(canvas, None, columns.clone()) {
+            return filtered::FilteredChoices::on_device(
+                logits?, forbidden, first, filter, uniforms,
+            );
+        }
+        let logits = host_columns(self, canvas, &columns, forbidden)?;
+        let mut choices = filtered::FilteredChoices::from_logits(&logits, filter, uniforms)?;
+        choices.first_column = first;
         Ok(choices)
     }
 
@@ -360,6 +399,19 @@ pub trait Denoiser {
             "this denoiser cannot read embeddings".into(),
         ))
     }
+}
+
+/// The host logits of `columns` (no time), `forbidden` at -inf: what the choices read without a
+/// device.
+fn host_columns<D: Denoiser + ?Sized>(
+    denoiser: &D,
+    canvas: &Canvas,
+    columns: &Range<usize>,
+    forbidden: u32,
+) -> Result<Logits> {
+    let mut logits = denoiser.logits(canvas, None)?;
+    logits.forbid(forbidden);
+    logits.columns(columns.clone())
 }
 
 /// Softmax of one row of logits, in f64 for stable confidences.

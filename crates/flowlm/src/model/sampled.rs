@@ -10,7 +10,7 @@
 //! the same distribution as K = vocabulary, from `[batch, columns, K]` values.
 
 use super::Logits;
-use crate::error::{FlowError, Result};
+use crate::error::Result;
 use crate::random::StdRng;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -50,16 +50,10 @@ impl SampledChoices {
     ) -> Result<Self> {
         let [batch, length, vocab] = logits.dims();
         let device = logits.device();
-        if uniforms.len() != batch * length {
-            return Err(FlowError::argument(
-                "uniforms",
-                format!("{} given for {} slots", uniforms.len(), batch * length),
-            ));
-        }
+        super::check_uniforms(uniforms, batch * length)?;
         let k = CANDIDATES.min(vocab);
         let logits = super::forbidding(logits, forbidden);
-        let (max, _) = logits.clone().max_dim_with_indices(2);
-        let log_partition = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
+        let log_partition = super::log_sum_exp(logits.clone());
         // The candidates by repeated maximum (a full sort per slot would cost far more over a
         // real vocabulary); each found token is set to -inf in `rest`, which ends as the rest.
         let mut rest = logits.clone();
@@ -128,12 +122,7 @@ impl SampledChoices {
     /// The same figures from host logits (the forbidden token already at -inf), in float64.
     pub fn from_logits(logits: &Logits, temperature: f64, uniforms: &[f64]) -> Result<Self> {
         let slots = logits.batch * logits.length;
-        if uniforms.len() != slots {
-            return Err(FlowError::argument(
-                "uniforms",
-                format!("{} given for {slots} slots", uniforms.len()),
-            ));
-        }
+        super::check_uniforms(uniforms, slots)?;
         let k = CANDIDATES.min(logits.vocab);
         let mut out = Self {
             length: logits.length,

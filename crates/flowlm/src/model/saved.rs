@@ -502,69 +502,13 @@ impl super::Denoiser for ModelDenoiser {
         host_logits(self.device_logits(canvas, time, 0..canvas.width()))
     }
 
-    fn top_choices(
+    fn device_logits_in(
         &self,
         canvas: &Canvas,
         time: Option<&[f32]>,
-        forbidden: u32,
-    ) -> Result<TopChoices> {
-        let logits = self.device_logits(canvas, time, 0..canvas.width());
-        TopChoices::on_device(logits, forbidden, 0)
-    }
-
-    fn top_choices_in(
-        &self,
-        canvas: &Canvas,
         columns: Range<usize>,
-        forbidden: u32,
-    ) -> Result<TopChoices> {
-        check_columns(canvas, &columns)?;
-        let first = columns.start;
-        TopChoices::on_device(self.device_logits(canvas, None, columns), forbidden, first)
-    }
-
-    fn ranked_choices_in(
-        &self,
-        canvas: &Canvas,
-        columns: Range<usize>,
-        forbidden: u32,
-    ) -> Result<super::RankedChoices> {
-        check_columns(canvas, &columns)?;
-        let first = columns.start;
-        super::RankedChoices::on_device(self.device_logits(canvas, None, columns), forbidden, first)
-    }
-
-    fn sampled_choices_in(
-        &self,
-        canvas: &Canvas,
-        columns: Range<usize>,
-        forbidden: u32,
-        temperature: f64,
-        uniforms: &[f64],
-    ) -> Result<super::sampled::SampledChoices> {
-        check_columns(canvas, &columns)?;
-        let first = columns.start;
-        super::sampled::SampledChoices::on_device(
-            self.device_logits(canvas, None, columns),
-            forbidden,
-            first,
-            temperature,
-            uniforms,
-        )
-    }
-
-    fn filtered_choices_in(
-        &self,
-        canvas: &Canvas,
-        columns: Range<usize>,
-        forbidden: u32,
-        filter: &super::filtered::Filter,
-        uniforms: &[f64],
-    ) -> Result<super::filtered::FilteredChoices> {
-        check_columns(canvas, &columns)?;
-        let first = columns.start;
-        let logits = self.device_logits(canvas, None, columns);
-        super::filtered::FilteredChoices::on_device(logits, forbidden, first, filter, uniforms)
+    ) -> Option<Result<Tensor<3>>> {
+        Some(check_columns(canvas, &columns).map(|()| self.device_logits(canvas, time, columns)))
     }
 
     fn cached_top_choices(

@@ -209,59 +209,13 @@ impl Denoiser for NetworkDenoiser {
         host_logits(self.device_logits(canvas, time, None)?)
     }
 
-    fn top_choices(
+    fn device_logits_in(
         &self,
         canvas: &Canvas,
         time: Option<&[f32]>,
-        forbidden: u32,
-    ) -> Result<TopChoices> {
-        TopChoices::on_device(self.device_logits(canvas, time, None)?, forbidden, 0)
-    }
-
-    fn ranked_choices_in(
-        &self,
-        canvas: &Canvas,
         columns: Range<usize>,
-        forbidden: u32,
-    ) -> Result<crate::model::RankedChoices> {
-        let logits = self.device_logits(canvas, None, Some(&columns))?;
-        crate::model::RankedChoices::on_device(logits, forbidden, columns.start)
-    }
-
-    fn sampled_choices_in(
-        &self,
-        canvas: &Canvas,
-        columns: Range<usize>,
-        forbidden: u32,
-        temperature: f64,
-        uniforms: &[f64],
-    ) -> Result<crate::model::sampled::SampledChoices> {
-        let logits = self.device_logits(canvas, None, Some(&columns))?;
-        crate::model::sampled::SampledChoices::on_device(
-            logits,
-            forbidden,
-            columns.start,
-            temperature,
-            uniforms,
-        )
-    }
-
-    fn filtered_choices_in(
-        &self,
-        canvas: &Canvas,
-        columns: Range<usize>,
-        forbidden: u32,
-        filter: &crate::model::filtered::Filter,
-        uniforms: &[f64],
-    ) -> Result<crate::model::filtered::FilteredChoices> {
-        let logits = self.device_logits(canvas, None, Some(&columns))?;
-        crate::model::filtered::FilteredChoices::on_device(
-            logits,
-            forbidden,
-            columns.start,
-            filter,
-            uniforms,
-        )
+    ) -> Option<Result<Tensor<3>>> {
+        Some(self.device_logits(canvas, time, Some(&columns)))
     }
 
     fn cached_top_choices(
