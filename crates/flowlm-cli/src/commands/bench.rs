@@ -1,3 +1,4 @@
+use super::task_names;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use flowlm::eval::throughput::{Throughput, bench_generate, bench_train, peak_memory_bytes};
@@ -55,13 +56,13 @@ pub struct BenchArgs {
     /// cache: a task model (FlowLM directory) whose accuracy each mode is scored on
     #[arg(long, requires_all = ["task", "task_data"])]
     task_model: Option<PathBuf>,
-    /// cache: the task's name (sudoku4, sudoku9, addition, sorting)
-    #[arg(long)]
+    /// cache: the task's name
+    #[arg(long, value_parser = task_names())]
     task: Option<String>,
     /// cache: held-out prompt/response JSONL of the task (`flowlm data task` writes test.jsonl)
     #[arg(long)]
     task_data: Option<PathBuf>,
-    /// cache: block length on the task (the answer length must be a multiple)
+    /// cache: block length on the task (the answer is decoded into whole blocks; a task model trained on rows padded with its end token writes that token in the slots past the answer)
     #[arg(long, default_value_t = 8)]
     task_block_length: usize,
     /// cache: task examples to score (the first N)

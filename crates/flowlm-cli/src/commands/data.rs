@@ -1,3 +1,4 @@
+use super::task_names;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -19,8 +20,9 @@ enum DataCommand {
         out: PathBuf,
     },
     /// Write a checkable task as prompt/response JSONL: OUT/train.jsonl, OUT/test.jsonl and
-    /// OUT/task.json. Tasks: sudoku4, sudoku9, addition, sorting
+    /// OUT/task.json
     Task {
+        #[arg(value_parser = task_names())]
         name: String,
         #[arg(long, default_value_t = 20000)]
         train: usize,
@@ -34,9 +36,12 @@ enum DataCommand {
         /// Addition: digits per operand
         #[arg(long, default_value_t = 3)]
         digits: usize,
-        /// Sorting: numbers per list
+        /// Sorting: numbers per list; cipher: letters per message
         #[arg(long, default_value_t = 5)]
         count: usize,
+        /// Sorting: largest number (numbers are drawn from 0..=max-value and zero-padded to its width)
+        #[arg(long, default_value_t = 99)]
+        max_value: u32,
         #[arg(long)]
         out: PathBuf,
     },
@@ -53,13 +58,14 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             givens,
             digits,
             count,
+            max_value,
             out,
         } => {
             let parameters = flowlm::tasks::TaskParameters {
                 givens,
                 digits,
                 count,
-                ..Default::default()
+                max_value,
             };
             let task = flowlm::tasks::task_by_name(&name, &parameters)?;
             let manifest = flowlm::tasks::write_split(task.as_ref(), train, test, seed, &out)?;

@@ -1,6 +1,7 @@
 //! `flowlm eval budget`: accuracy per sampler and step budget on a checkable task; and
 //! `flowlm eval flow-states`: accuracy on the states the x-prediction flow visits.
 
+use super::task_names;
 use anyhow::{Context, bail};
 use clap::Args;
 use flowlm::eval::budget::{
@@ -18,8 +19,8 @@ pub struct BudgetArgs {
     /// The diffusion model directory
     #[arg(long)]
     model: PathBuf,
-    /// Task name: sudoku4, sudoku9, addition, sorting
-    #[arg(long)]
+    /// Task name
+    #[arg(long, value_parser = task_names())]
     task: String,
     /// Held-out prompt/response JSONL (`flowlm data task ... --out DIR` writes DIR/test.jsonl)
     #[arg(long)]
@@ -97,6 +98,7 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
                 &saved,
                 task.as_ref(),
                 &examples,
+                answer_length,
                 sampler.as_ref(),
                 args.batch_size,
                 &device,
@@ -124,6 +126,7 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
             &ar,
             task.as_ref(),
             &examples,
+            answer_length,
             sampler.as_ref(),
             args.batch_size,
             &device,

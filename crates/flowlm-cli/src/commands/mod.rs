@@ -56,3 +56,8 @@ pub fn open_model(
     bar.finish_and_clear();
     opened
 }
+
+/// The known tasks' names, from the task registry: `--help` lists them and clap refuses others.
+pub fn task_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(flowlm::tasks::TaskKind::ALL.map(|kind| kind.name()))
+}

@@ -1,5 +1,6 @@
 //! `flowlm train-policy`: GRPO for the x-flow step policy.
 
+use super::task_names;
 use anyhow::Context;
 use clap::Args;
 use flowlm::model::SavedModel;
@@ -12,8 +13,8 @@ pub struct TrainPolicyArgs {
     /// The masked diffusion model directory (the policy is written there as step_policy.json)
     #[arg(long)]
     model: PathBuf,
-    /// Task name: sudoku4, sudoku9, addition, sorting
-    #[arg(long)]
+    /// Task name
+    #[arg(long, value_parser = task_names())]
     task: String,
     /// Prompt/response JSONL to draw prompts from (use the task's train.jsonl)
     #[arg(long)]

@@ -34,17 +34,19 @@ pub struct TaskRun {
     pub forward_passes: usize,
 }
 
-/// Exact-match accuracy of `sampler` on `examples`, decoding `batch_size` prompts at a time.
+/// Exact-match accuracy of `sampler` on `examples`, decoding `batch_size` prompts at a time
+/// into `answer_slots` slots each (at least the answer's tokens; the rest holds the end token).
+#[allow(clippy::too_many_arguments)]
 pub fn task_accuracy(
     saved: &SavedModel,
     task: &dyn Task,
     examples: &[Example],
+    answer_slots: usize,
     sampler: &dyn Sampler,
     batch_size: usize,
     device: &Device,
     on_batch: &mut dyn FnMut(),
 ) -> Result<TaskRun> {
-    let answer_length = answer_tokens(saved, examples)?;
     let special = saved.tokenizer.special();
     let denoiser = saved.denoiser(device);
     let mut run = TaskRun {
@@ -56,7 +58,7 @@ pub fn task_accuracy(
             .iter()
             .map(|e| saved.tokenizer.encode(&e.prompt))
             .collect::<Result<Vec<_>>>()?;
-        let mut canvas = Canvas::new(&prompts, answer_length, special.mask, special.pad)?;
+        let mut canvas = Canvas::new(&prompts, answer_slots, special.mask, special.pad)?;
         let report = sampler.run(
             &denoiser,
             &mut canvas,

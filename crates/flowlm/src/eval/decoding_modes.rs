@@ -155,7 +155,9 @@ impl TaskFigures {
 }
 
 /// Exact-match accuracy, forward passes and speed of every mode on `examples` of `task`, the
-/// answer decoded in blocks of `block_length`.
+/// answer decoded in blocks of `block_length`: its slots are the answer's tokens rounded up to
+/// whole blocks, the model writing its end token in the rest (as a task model trained on rows
+/// padded with it does).
 #[allow(clippy::too_many_arguments)]
 pub fn compare_accuracy(
     saved: &SavedModel,
@@ -167,7 +169,7 @@ pub fn compare_accuracy(
     device: &Device,
     on_mode: &mut dyn FnMut(DecodingMode, &TaskFigures),
 ) -> Result<Vec<TaskFigures>> {
-    let gen_length = answer_tokens(saved, examples)?;
+    let gen_length = answer_tokens(saved, examples)?.next_multiple_of(block_length.max(1));
     let batches = examples.len().div_ceil(batch_size.max(1)).max(1);
     let mut results = Vec::new();
     for &mode in modes {
@@ -177,6 +179,7 @@ pub fn compare_accuracy(
             saved,
             task,
             examples,
+            gen_length,
             &sampler,
             batch_size,
             device,

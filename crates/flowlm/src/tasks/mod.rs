@@ -1,8 +1,8 @@
 //! Checkable tasks for diffusion language models: seeded generators of `{"prompt","response"}`
 //! examples plus exact scorers that recompute the right answer from the prompt.
 //!
-//! Tasks: [`sudoku`] (`sudoku4`, `sudoku9`), [`arithmetic`] (`addition`) and [`sorting`]
-//! (`sorting`). Pick one with [`task_by_name`] and write a train/test split with
+//! Tasks: [`sudoku`] (`sudoku4`, `sudoku9`), [`arithmetic`] (`addition`), [`sorting`]
+//! (`sorting`) and [`cipher`] (`cipher`). Pick one with [`task_by_name`] and write a train/test split with
 //! [`write_split`]; the trainer reads the resulting JSONL rows directly.
 //!
 //! # Fixed-length answers
@@ -14,7 +14,9 @@
 //! - sudoku: the grid row-major, `0` for blanks in the prompt (16 or 81 characters each);
 //! - addition: operands zero-padded to `digits`, the sum zero-padded to `digits + 1`
 //!   (`042+007=` → `0049`);
-//! - sorting: every number zero-padded to the width of `max_value` (`42,07,19=` → `07,19,42`).
+//! - sorting: every number zero-padded to the width of `max_value` (`42,07,19=` → `07,19,42`);
+//! - cipher: a key of ten letter-digit pairs and a message of `count` letters (`c4a7...:jacb=`
+//!   → `0742`).
 //!
 //! # Scoring
 //!
@@ -25,6 +27,7 @@
 //! [`strip_decoded_tail`]. Leading characters are never stripped.
 
 pub mod arithmetic;
+pub mod cipher;
 pub mod sorting;
 pub mod sudoku;
 
@@ -40,6 +43,7 @@ use crate::error::{FlowError, Result};
 use crate::random::rng_for;
 
 pub use arithmetic::Addition;
+pub use cipher::Cipher;
 pub use sorting::Sorting;
 pub use sudoku::Sudoku;
 
@@ -75,7 +79,7 @@ pub struct TaskParameters {
     pub givens: Option<usize>,
     /// Addition: maximum digits per operand.
     pub digits: usize,
-    /// Sorting: numbers per list.
+    /// Sorting: numbers per list; cipher: letters per message.
     pub count: usize,
     /// Sorting: largest number (numbers are drawn from `0..=max_value`).
     pub max_value: u32,
@@ -99,14 +103,16 @@ pub enum TaskKind {
     Sudoku9,
     Addition,
     Sorting,
+    Cipher,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 4] = [
+    pub const ALL: [TaskKind; 5] = [
         TaskKind::Sudoku4,
         TaskKind::Sudoku9,
         TaskKind::Addition,
         TaskKind::Sorting,
+        TaskKind::Cipher,
     ];
 
     pub fn name(self) -> &'static str {
@@ -115,6 +121,7 @@ impl TaskKind {
             TaskKind::Sudoku9 => "sudoku9",
             TaskKind::Addition => "addition",
             TaskKind::Sorting => "sorting",
+            TaskKind::Cipher => "cipher",
         }
     }
 
@@ -137,11 +144,12 @@ impl TaskKind {
             TaskKind::Sudoku9 => Box::new(Sudoku::new(9, parameters.givens)?),
             TaskKind::Addition => Box::new(Addition::new(parameters.digits)?),
             TaskKind::Sorting => Box::new(Sorting::new(parameters.count, parameters.max_value)?),
+            TaskKind::Cipher => Box::new(Cipher::new(parameters.count)?),
         })
     }
 }
 
-/// The task called `name` (`sudoku4`, `sudoku9`, `addition`, `sorting`) with `parameters`.
+/// The task called `name` (`sudoku4`, `sudoku9`, `addition`, `sorting`, `cipher`) with `parameters`.
 pub fn task_by_name(name: &str, parameters: &TaskParameters) -> Result<Box<dyn Task>> {
     TaskKind::from_name(name)?.build(parameters)
 }
