@@ -279,6 +279,7 @@ fn the_committed_sudoku_model_flows_at_a_quarter_of_the_steps() {
         &saved,
         task.as_ref(),
         test,
+        16,
         flow.as_ref(),
         30,
         &device,
