@@ -294,3 +294,82 @@ fn the_mode_comparison_measures_every_mode_against_the_uncached_sampler() {
         assert!(row.tokens_per_second > 0.0);
     }
 }
+
+fn committed(name: &str) -> flowlm::model::SavedModel {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(name);
+    flowlm::model::SavedModel::load(&root, &Device::flex())
+        .unwrap_or_else(|e| panic!("models/{name}: {e}"))
+}
+
+/// The task column of `flowlm bench cache` at Fast-dLLM's lengths: the committed counting
+/// model's 251-character answers (42 five-digit numbers) decoded into 256 slots in blocks of 32
+/// (the end token fills the last five), from starts it never saw. The threshold rule, with and
+/// without the dual cache, commits several tokens per pass and still counts right.
+#[test]
+fn the_threshold_rule_decodes_long_answers_in_few_passes() {
+    use flowlm::eval::decoding_modes::{DecodingMode, compare_accuracy};
+    use flowlm::tasks::{TaskParameters, generate_split, task_by_name};
+    let saved = committed("counting42");
+    let parameters = TaskParameters {
+        count: 42,
+        digits: 5,
+        ..TaskParameters::default()
+    };
+    let task = task_by_name("counting", &parameters).unwrap();
+    // The development split's seed (`flowlm data task counting ... --seed 5`).
+    let (_, examples) = generate_split(task.as_ref(), 0, 4, 5).unwrap();
+    let modes = [
+        DecodingMode {
+            cache: CacheMode::None,
+            threshold: Some(0.9),
+        },
+        DecodingMode {
+            cache: CacheMode::Dual,
+            threshold: Some(0.9),
+        },
+    ];
+    let figures = compare_accuracy(
+        &saved,
+        task.as_ref(),
+        &examples,
+        32,
+        &modes,
+        4,
+        &Device::flex(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    for (mode, f) in modes.iter().zip(&figures) {
+        assert!(f.correct >= 3, "{mode:?}: {}/{} counted", f.correct, f.total);
+        assert!(f.passes_per_batch <= 128.0, "{mode:?}: {} passes", f.passes_per_batch);
+    }
+}
+
+/// An answer that blocks do not divide is decoded into whole blocks (the end token fills the
+/// rest) instead of being refused: Sudoku's 16 cells in blocks of 5 take 20 one-token steps.
+#[test]
+fn the_task_comparison_rounds_the_answer_up_to_whole_blocks() {
+    use flowlm::eval::decoding_modes::{DecodingMode, compare_accuracy};
+    use flowlm::tasks::{TaskParameters, generate_split, task_by_name};
+    let saved = committed("sudoku4");
+    let task = task_by_name("sudoku4", &TaskParameters::default()).unwrap();
+    let (_, examples) = generate_split(task.as_ref(), 0, 2, 5).unwrap();
+    let uncached = DecodingMode {
+        cache: CacheMode::None,
+        threshold: None,
+    };
+    let figures = compare_accuracy(
+        &saved,
+        task.as_ref(),
+        &examples,
+        5,
+        &[uncached],
+        2,
+        &Device::flex(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(figures[0].passes_per_batch, 20.0);
+}

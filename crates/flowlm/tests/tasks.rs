@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use flowlm::random::rng_for;
 use flowlm::tasks::{
-    Addition, Cipher, Example, Sorting, Sudoku, Task, TaskKind, TaskParameters, generate_split,
+    Addition, Counting, Example, Sorting, Sudoku, Task, TaskKind, TaskParameters, generate_split,
     task_by_name, task_for_data, write_split,
 };
 
@@ -264,47 +264,20 @@ fn sorting_scorer_recomputes_the_order() {
 }
 
 #[test]
-fn cipher_scorer_decodes_with_the_prompts_key() {
-    let task = Cipher::new(4).unwrap();
-    let key = "c4a7j0b2d1e3f5g6h8i9";
-    let prompt = format!("{key}:jacb=");
-    assert_eq!(task.score(&prompt, "0742"), 1.0);
-    assert_eq!(task.score(&prompt, "0742<end>"), 1.0);
-    assert_eq!(task.score(&prompt, "0743"), 0.0, "wrong digit");
-    assert_eq!(task.score(&prompt, "074"), 0.0, "missing digit");
-    assert_eq!(task.score(&prompt, "07422"), 0.0, "extra digit");
-    assert_eq!(
-        task.score(&format!("{key}:jacbb="), "07422"),
-        0.0,
-        "longer message"
-    );
-    let unkeyed = "c4a7j0b2d1e3f5g6h8i9".replace("i9", "i");
-    assert_eq!(
-        task.score(&format!("{unkeyed}:jacb="), "0742"),
-        0.0,
-        "short key"
-    );
-    let repeated = key.replace("i9", "a9");
-    assert_eq!(
-        task.score(&format!("{repeated}:jacb="), "0742"),
-        0.0,
-        "letter i unkeyed"
-    );
-    assert_eq!(
-        task.score(&format!("{key}:jaxb="), "0742"),
-        0.0,
-        "letter outside a..j"
-    );
+fn counting_scorer_recounts_from_the_prompt() {
+    let task = Counting::new(3, 5).unwrap();
+    assert_eq!(task.score("00372=", "00373,00374,00375"), 1.0);
+    assert_eq!(task.score("00372=", "00373,00374,00375<end><end>"), 1.0);
+    assert_eq!(task.score("09998=", "09999,10000,10001"), 1.0, "carry");
+    assert_eq!(task.score("00372=", "00373,00374,00376"), 0.0, "skipped");
+    assert_eq!(task.score("00372=", "00373,00374"), 0.0, "missing number");
+    assert_eq!(task.score("00372=", "00373,00374,00375,00376"), 0.0, "extra number");
+    assert_eq!(task.score("00372=", "373,374,375"), 0.0, "unpadded");
+    assert_eq!(task.score("372=", "00373,00374,00375"), 0.0, "short prompt");
+    assert_eq!(task.score("99998=", "99999,100000,100001"), 0.0, "past the width");
     for seed in 0..50 {
         let example = task.example(&mut rng_for(seed, 0));
         assert_eq!(task.score(&example.prompt, &example.response), 1.0);
-        let digits: HashSet<char> = example.prompt[..20].chars().skip(1).step_by(2).collect();
-        assert_eq!(
-            digits.len(),
-            10,
-            "each letter its own digit: {}",
-            example.prompt
-        );
     }
 }
 
@@ -424,7 +397,7 @@ fn names_and_parameters_are_validated() {
         .err()
         .unwrap()
         .to_string();
-    for name in ["sudoku4", "sudoku9", "addition", "sorting", "cipher"] {
+    for name in ["sudoku4", "sudoku9", "addition", "sorting", "counting"] {
         assert!(error.contains(name), "{error}");
         assert_eq!(
             task_by_name(name, &TaskParameters::default())
@@ -439,8 +412,9 @@ fn names_and_parameters_are_validated() {
     assert!(Addition::new(0).is_err());
     assert!(Addition::new(19).is_err());
     assert!(Sorting::new(0, 99).is_err());
-    assert!(Cipher::new(0).is_err());
-    assert!(Cipher::new(4097).is_err());
+    assert!(Counting::new(0, 5).is_err());
+    assert!(Counting::new(5, 0).is_err());
+    assert!(Counting::new(10, 1).is_err());
     let parameters: TaskParameters = serde_json::from_str(r#"{"digits": 4}"#).unwrap();
     assert_eq!((parameters.digits, parameters.count), (4, 5));
 }

@@ -33,10 +33,10 @@ enum DataCommand {
         /// Sudoku: givens left in the puzzle (difficulty; default 6 for 4x4, 30 for 9x9)
         #[arg(long)]
         givens: Option<usize>,
-        /// Addition: digits per operand
+        /// Addition: digits per operand; counting: digits per number
         #[arg(long, default_value_t = 3)]
         digits: usize,
-        /// Sorting: numbers per list; cipher: letters per message
+        /// Sorting: numbers per list; counting: numbers per answer
         #[arg(long, default_value_t = 5)]
         count: usize,
         /// Sorting: largest number (numbers are drawn from 0..=max-value and zero-padded to its width)

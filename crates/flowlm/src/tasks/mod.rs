@@ -2,7 +2,7 @@
 //! examples plus exact scorers that recompute the right answer from the prompt.
 //!
 //! Tasks: [`sudoku`] (`sudoku4`, `sudoku9`), [`arithmetic`] (`addition`), [`sorting`]
-//! (`sorting`) and [`cipher`] (`cipher`). Pick one with [`task_by_name`] and write a train/test split with
+//! (`sorting`) and [`counting`] (`counting`). Pick one with [`task_by_name`] and write a train/test split with
 //! [`write_split`]; the trainer reads the resulting JSONL rows directly.
 //!
 //! # Fixed-length answers
@@ -15,8 +15,8 @@
 //! - addition: operands zero-padded to `digits`, the sum zero-padded to `digits + 1`
 //!   (`042+007=` → `0049`);
 //! - sorting: every number zero-padded to the width of `max_value` (`42,07,19=` → `07,19,42`);
-//! - cipher: a key of ten letter-digit pairs and a message of `count` letters (`c4a7...:jacb=`
-//!   → `0742`).
+//! - counting: the next `count` numbers after the prompt's, all zero-padded to `digits`
+//!   (`00372=` → `00373,00374`).
 //!
 //! # Scoring
 //!
@@ -27,7 +27,7 @@
 //! [`strip_decoded_tail`]. Leading characters are never stripped.
 
 pub mod arithmetic;
-pub mod cipher;
+pub mod counting;
 pub mod sorting;
 pub mod sudoku;
 
@@ -43,7 +43,7 @@ use crate::error::{FlowError, Result};
 use crate::random::rng_for;
 
 pub use arithmetic::Addition;
-pub use cipher::Cipher;
+pub use counting::Counting;
 pub use sorting::Sorting;
 pub use sudoku::Sudoku;
 
@@ -77,9 +77,9 @@ pub trait Task: Send + Sync {
 pub struct TaskParameters {
     /// Sudoku: givens left in the puzzle (`None`: 6 for 4x4, 30 for 9x9).
     pub givens: Option<usize>,
-    /// Addition: maximum digits per operand.
+    /// Addition: maximum digits per operand; counting: digits per number.
     pub digits: usize,
-    /// Sorting: numbers per list; cipher: letters per message.
+    /// Sorting: numbers per list; counting: numbers per answer.
     pub count: usize,
     /// Sorting: largest number (numbers are drawn from `0..=max_value`).
     pub max_value: u32,
@@ -103,7 +103,7 @@ pub enum TaskKind {
     Sudoku9,
     Addition,
     Sorting,
-    Cipher,
+    Counting,
 }
 
 impl TaskKind {
@@ -112,7 +112,7 @@ impl TaskKind {
         TaskKind::Sudoku9,
         TaskKind::Addition,
         TaskKind::Sorting,
-        TaskKind::Cipher,
+        TaskKind::Counting,
     ];
 
     pub fn name(self) -> &'static str {
@@ -121,7 +121,7 @@ impl TaskKind {
             TaskKind::Sudoku9 => "sudoku9",
             TaskKind::Addition => "addition",
             TaskKind::Sorting => "sorting",
-            TaskKind::Cipher => "cipher",
+            TaskKind::Counting => "counting",
         }
     }
 
@@ -144,12 +144,12 @@ impl TaskKind {
             TaskKind::Sudoku9 => Box::new(Sudoku::new(9, parameters.givens)?),
             TaskKind::Addition => Box::new(Addition::new(parameters.digits)?),
             TaskKind::Sorting => Box::new(Sorting::new(parameters.count, parameters.max_value)?),
-            TaskKind::Cipher => Box::new(Cipher::new(parameters.count)?),
+            TaskKind::Counting => Box::new(Counting::new(parameters.count, parameters.digits)?),
         })
     }
 }
 
-/// The task called `name` (`sudoku4`, `sudoku9`, `addition`, `sorting`, `cipher`) with `parameters`.
+/// The task called `name` (`sudoku4`, `sudoku9`, `addition`, `sorting`, `counting`) with `parameters`.
 pub fn task_by_name(name: &str, parameters: &TaskParameters) -> Result<Box<dyn Task>> {
     TaskKind::from_name(name)?.build(parameters)
 }
