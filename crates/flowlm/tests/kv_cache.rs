@@ -342,8 +342,17 @@ fn the_threshold_rule_decodes_long_answers_in_few_passes() {
     )
     .unwrap();
     for (mode, f) in modes.iter().zip(&figures) {
-        assert!(f.correct >= 3, "{mode:?}: {}/{} counted", f.correct, f.total);
-        assert!(f.passes_per_batch <= 128.0, "{mode:?}: {} passes", f.passes_per_batch);
+        assert!(
+            f.correct >= 3,
+            "{mode:?}: {}/{} counted",
+            f.correct,
+            f.total
+        );
+        assert!(
+            f.passes_per_batch <= 128.0,
+            "{mode:?}: {} passes",
+            f.passes_per_batch
+        );
     }
 }
 

@@ -271,10 +271,18 @@ fn counting_scorer_recounts_from_the_prompt() {
     assert_eq!(task.score("09998=", "09999,10000,10001"), 1.0, "carry");
     assert_eq!(task.score("00372=", "00373,00374,00376"), 0.0, "skipped");
     assert_eq!(task.score("00372=", "00373,00374"), 0.0, "missing number");
-    assert_eq!(task.score("00372=", "00373,00374,00375,00376"), 0.0, "extra number");
+    assert_eq!(
+        task.score("00372=", "00373,00374,00375,00376"),
+        0.0,
+        "extra number"
+    );
     assert_eq!(task.score("00372=", "373,374,375"), 0.0, "unpadded");
     assert_eq!(task.score("372=", "00373,00374,00375"), 0.0, "short prompt");
-    assert_eq!(task.score("99998=", "99999,100000,100001"), 0.0, "past the width");
+    assert_eq!(
+        task.score("99998=", "99999,100000,100001"),
+        0.0,
+        "past the width"
+    );
     for seed in 0..50 {
         let example = task.example(&mut rng_for(seed, 0));
         assert_eq!(task.score(&example.prompt, &example.response), 1.0);

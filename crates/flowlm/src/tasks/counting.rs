@@ -68,9 +68,7 @@ impl Task for Counting {
             .strip_suffix('=')
             .filter(|number| number.len() == self.digits)
             .and_then(parse_decimal)
-            .filter(|&start| {
-                start + (self.count as u64) < 10u64.pow(self.digits as u32)
-            });
+            .filter(|&start| start + (self.count as u64) < 10u64.pow(self.digits as u32));
         match start {
             Some(start) if strip_decoded_tail(response) == self.answer(start) => 1.0,
             _ => 0.0,
