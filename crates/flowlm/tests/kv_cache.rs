@@ -319,7 +319,7 @@ fn the_threshold_rule_decodes_long_answers_in_few_passes() {
     };
     let task = task_by_name("counting", &parameters).unwrap();
     // The development split's seed (`flowlm data task counting ... --seed 5`).
-    let (_, examples) = generate_split(task.as_ref(), 0, 4, 5).unwrap();
+    let (_, examples) = generate_split(task.as_ref(), 0, 16, 5).unwrap();
     let modes = [
         DecodingMode {
             cache: CacheMode::None,
@@ -336,20 +336,22 @@ fn the_threshold_rule_decodes_long_answers_in_few_passes() {
         &examples,
         32,
         &modes,
-        4,
+        16,
         &Device::flex(),
         &mut |_, _| {},
     )
     .unwrap();
     for (mode, f) in modes.iter().zip(&figures) {
+        // Measured: 10 of these 16 in 17 (no cache) and 24 (dual) passes; 76% on the README
+        // table's 100 test examples. A broken rule or cache decodes next to none.
         assert!(
-            f.correct >= 3,
+            f.correct >= 8,
             "{mode:?}: {}/{} counted",
             f.correct,
             f.total
         );
         assert!(
-            f.passes_per_batch <= 128.0,
+            f.passes_per_batch <= 64.0,
             "{mode:?}: {} passes",
             f.passes_per_batch
         );
