@@ -296,10 +296,7 @@ fn the_mode_comparison_measures_every_mode_against_the_uncached_sampler() {
 }
 
 fn committed(name: &str) -> flowlm::model::SavedModel {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(name);
-    flowlm::model::SavedModel::load(&root, &Device::flex())
+    flowlm::model::SavedModel::load(&common::committed_model_dir(name), &Device::flex())
         .unwrap_or_else(|e| panic!("models/{name}: {e}"))
 }
 

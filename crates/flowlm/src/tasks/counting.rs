@@ -40,6 +40,11 @@ impl Counting {
         Ok(Counting { count, digits })
     }
 
+    /// The largest start whose answer still fits in `digits` digits.
+    fn last_start(&self) -> u64 {
+        10u64.pow(self.digits as u32) - 1 - self.count as u64
+    }
+
     fn answer(&self, start: u64) -> String {
         let numbers: Vec<String> = (1..=self.count as u64)
             .map(|step| format!("{:0width$}", start + step, width = self.digits))
@@ -54,8 +59,7 @@ impl Task for Counting {
     }
 
     fn example(&self, rng: &mut StdRng) -> Example {
-        let last_start = 10u64.pow(self.digits as u32) - 1 - self.count as u64;
-        let start = rng.random_range(0..=last_start);
+        let start = rng.random_range(0..=self.last_start());
         Example {
             prompt: format!("{start:0width$}=", width = self.digits),
             response: self.answer(start),
@@ -68,7 +72,7 @@ impl Task for Counting {
             .strip_suffix('=')
             .filter(|number| number.len() == self.digits)
             .and_then(parse_decimal)
-            .filter(|&start| start + (self.count as u64) < 10u64.pow(self.digits as u32));
+            .filter(|&start| start <= self.last_start());
         match start {
             Some(start) if strip_decoded_tail(response) == self.answer(start) => 1.0,
             _ => 0.0,

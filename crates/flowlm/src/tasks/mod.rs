@@ -9,7 +9,9 @@
 //!
 //! Every task emits prompts and responses of a fixed number of characters
 //! ([`Task::prompt_length`], [`Task::response_length`]) so a diffusion model's canvas length
-//! equals the answer length and no padding or end-of-sequence has to be learned:
+//! can equal the answer length and no padding or end-of-sequence has to be learned (the cache
+//! benchmark rounds an answer up to whole blocks; its task model learns the end token for the
+//! rest, see `configs/task-counting42-mdlm.toml`):
 //!
 //! - sudoku: the grid row-major, `0` for blanks in the prompt (16 or 81 characters each);
 //! - addition: operands zero-padded to `digits`, the sum zero-padded to `digits + 1`

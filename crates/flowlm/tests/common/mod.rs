@@ -91,9 +91,16 @@ pub fn shared() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
+/// The directory of the committed model `models/<name>`.
+pub fn committed_model_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(name)
+}
+
 /// The bundled default model's directory.
 pub fn default_model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/default")
+    committed_model_dir("default")
 }
 
 /// The bundled default model rewritten as a LLaDA checkpoint (LLaDA's tensor names, `[out, in]`
