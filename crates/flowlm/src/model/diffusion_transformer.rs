@@ -3,6 +3,7 @@
 //! position. Generic over the burn backend through burn's device dispatch: the same code runs on
 //! Flex (CPU) and Vulkan (GPU).
 
+use super::fused::swiglu;
 use super::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::error::{FlowError, Result};
 use burn::module::Module;
@@ -277,7 +278,7 @@ impl FeedForward {
         match self {
             FeedForward::Swiglu(f) => f
                 .down
-                .forward(silu(f.gate.forward(x.clone())) * f.up.forward(x)),
+                .forward(swiglu(f.gate.forward(x.clone()), f.up.forward(x))),
             FeedForward::Gelu(f) => f.down.forward(gelu(f.up.forward(x))),
         }
     }

@@ -4,6 +4,7 @@
 mod diffusion_transformer;
 pub mod families;
 pub mod filtered;
+pub mod fused;
 mod initialization;
 pub mod kv_cache;
 pub mod open;

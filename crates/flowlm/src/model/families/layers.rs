@@ -444,9 +444,10 @@ impl GatedBlock {
         );
         let x = x + self.output.forward(attended);
         let h = self.feed_forward_norm.forward(x.clone());
-        let x = x + self.down.forward(
-            burn::tensor::activation::silu(self.gate.forward(h.clone())) * self.up.forward(h),
-        );
+        let x = x + self.down.forward(crate::model::fused::swiglu(
+            self.gate.forward(h.clone()),
+            self.up.forward(h),
+        ));
         (x, kv)
     }
 }
