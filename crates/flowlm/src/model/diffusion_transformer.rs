@@ -3,7 +3,7 @@
 //! position. Generic over the burn backend through burn's device dispatch: the same code runs on
 //! Flex (CPU) and Vulkan (GPU).
 
-use super::fused::swiglu;
+use super::fused::{linear, matmul, swiglu};
 use super::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::error::{FlowError, Result};
 use burn::module::Module;
@@ -276,9 +276,10 @@ pub enum FeedForward {
 impl FeedForward {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
-            FeedForward::Swiglu(f) => f
-                .down
-                .forward(swiglu(f.gate.forward(x.clone()), f.up.forward(x))),
+            FeedForward::Swiglu(f) => linear(
+                &f.down,
+                swiglu(linear(&f.gate, x.clone()), linear(&f.up, x)),
+            ),
             FeedForward::Gelu(f) => f.down.forward(gelu(f.up.forward(x))),
         }
     }
@@ -327,9 +328,9 @@ impl TransformerBlock {
             t.reshape([batch, length, self.num_heads, head])
                 .swap_dims(1, 2)
         };
-        let mut q = split(self.query.forward(h.clone()));
-        let mut k = split(self.key.forward(h.clone()));
-        let v = split(self.value.forward(h));
+        let mut q = split(linear(&self.query, h.clone()));
+        let mut k = split(linear(&self.key, h.clone()));
+        let v = split(linear(&self.value, h));
         if let Some(r) = rotary {
             q = apply_rotary(q, r);
             k = apply_rotary(k, r);
@@ -354,7 +355,7 @@ impl TransformerBlock {
         )
         .swap_dims(1, 2)
         .reshape([batch, length, hidden]);
-        let x = x + self.output.forward(output);
+        let x = x + linear(&self.output, output);
         let f = self
             .feed_forward
             .forward(self.feed_forward_norm.forward(x.clone()));
@@ -496,7 +497,7 @@ impl DiffusionTransformer {
     pub fn output_logits(&self, h: Tensor<2>) -> Tensor<2> {
         match &self.lm_head {
             Some(head) => head.forward(h),
-            None => h.matmul(self.embed_tokens.weight.val().transpose()),
+            None => matmul(h, self.embed_tokens.weight.val().transpose()),
         }
     }
 

@@ -19,8 +19,9 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::nn::Linear;
 use burn::tensor::activation::silu;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Shape, Tensor};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
@@ -102,6 +103,154 @@ impl Backward<Flex, 2> for SwigluBackward {
             grads.register::<Flex>(node.id, d_up);
         }
     }
+}
+
+/// `layer.forward(x)`: a bias-free layer through [`matmul`], one with a bias through burn.
+pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    match &layer.bias {
+        None => matmul(x, layer.weight.val()),
+        Some(_) => layer.forward(x),
+    }
+}
+
+/// `x [.., in] @ weight [in, out]` (any strides: the tied output head passes a transposed
+/// embedding), with the product's output allocated once.
+///
+/// burn-flex builds every matrix product's output as a zeroed byte vector that it then copies
+/// into a 64-byte-aligned buffer (a `Vec<u8>` reports alignment 1): in a training profile that
+/// copy, its zeroing and the fresh pages it touches were the largest cost outside gemm. Here
+/// gemm writes straight into an `f32` vector, forward and backward. Other tensors take burn's
+/// `linear`.
+pub fn matmul<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    let device = x.device();
+    let fusable = x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && device.clone().without_autodiff() == Device::flex()
+        && weight.device().is_autodiff() == device.is_autodiff();
+    if !fusable {
+        return burn::tensor::module::linear(x, weight, None);
+    }
+    if !device.is_autodiff() {
+        let (Ok(x), Ok(weight)) = (
+            x.try_into_primitive::<Flex>(),
+            weight.try_into_primitive::<Flex>(),
+        ) else {
+            unreachable!("float tensors on the plain Flex device are Flex primitives")
+        };
+        return Tensor::from_primitive::<Flex>(project(&x, &weight));
+    }
+    let trained_x = x.clone().try_into_primitive::<Autodiff<Flex>>();
+    let trained_weight = weight.clone().try_into_primitive::<Autodiff<Flex>>();
+    match (trained_x, trained_weight) {
+        (Ok(x), Ok(weight)) => Tensor::from_primitive::<Autodiff<Flex>>(linear_tracked(x, weight)),
+        _ => burn::tensor::module::linear(x, weight, None),
+    }
+}
+
+fn linear_tracked(x: TrainedTensor, weight: TrainedTensor) -> TrainedTensor {
+    match LinearBackward
+        .prepare::<NoCheckpointing>([x.node(), weight.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let state = (prep.checkpoint(&x), prep.checkpoint(&weight));
+            let output = project(x.primitive(), weight.primitive());
+            prep.finish(state, output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(project(x.primitive(), weight.primitive())),
+    }
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 2> for LinearBackward {
+    /// The input's and the weight's nodes.
+    type State = (NodeId, NodeId);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let x: FlexTensor = checkpointer.retrieve_node_output(ops.state.0);
+        let weight: FlexTensor = checkpointer.retrieve_node_output(ops.state.1);
+        let grad = grads.consume::<Flex>(&ops.node);
+        let rows = |t: &FlexTensor| {
+            let shape = t.layout().shape();
+            let width = shape[shape.num_dims() - 1];
+            contiguous(t.clone()).reshape(Shape::new([shape.num_elements() / width, width]))
+        };
+        let [x_node, weight_node] = ops.parents;
+        if let Some(node) = x_node {
+            // d x = grad @ weight^T, back in x's shape.
+            let d_x = product(&rows(&grad), &weight.transpose(0, 1));
+            grads.register::<Flex>(node.id, d_x.reshape(x.layout().shape().clone()));
+        }
+        if let Some(node) = weight_node {
+            // d weight = x^T @ grad over every row of the batch.
+            grads.register::<Flex>(node.id, product(&rows(&x).transpose(0, 1), &rows(&grad)));
+        }
+    }
+}
+
+/// `x [.., in] @ weight [in, out]` -> `[.., out]`.
+fn project(x: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
+    let shape = x.layout().shape().clone();
+    let width = shape[shape.num_dims() - 1];
+    let x = contiguous(x.clone()).reshape(Shape::new([shape.num_elements() / width, width]));
+    let output = product(&x, weight);
+    let mut dims = shape.to_vec();
+    *dims.last_mut().expect("at least one dimension") = weight.layout().shape()[1];
+    output.reshape(Shape::from(dims))
+}
+
+/// The 2-D product `a [m, k] @ b [k, n]` (any strides) into a fresh row-major `f32` buffer.
+fn product(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let (a_shape, b_shape) = (a.layout().shape(), b.layout().shape());
+    let (m, k, n) = (a_shape[0], a_shape[1], b_shape[1]);
+    assert_eq!(b_shape[0], k, "inner dimensions of a product");
+    let (a_strides, b_strides) = (a.layout().strides(), b.layout().strides());
+    let (a_values, b_values) = (a.storage::<f32>(), b.storage::<f32>());
+    let len = m * n;
+    let mut output: Vec<f32> = Vec::with_capacity(len);
+    // Threads only pay off on large products (burn-flex's threshold).
+    let parallelism = if m * n * k >= 192 * 192 * 192 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the pointers address `a`'s and `b`'s elements through their own strides and
+    // offsets (the layouts describe views inside their storage); with `read_dst` false gemm
+    // writes all `m * n` outputs before anything reads them, so `set_len` exposes initialised
+    // values only.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            output.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a_values.as_ptr().add(a.layout().start_offset()),
+            a_strides[1],
+            a_strides[0],
+            b_values.as_ptr().add(b.layout().start_offset()),
+            b_strides[1],
+            b_strides[0],
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+        output.set_len(len);
+    }
+    FlexTensor::from_data(burn::tensor::TensorData::new(output, [m, n]))
 }
 
 /// `t` with its values in one run of its buffer.
@@ -338,5 +487,98 @@ mod tests {
         let tolerance = burn::tensor::Tolerance::<f32>::rel_abs(1e-4, 1e-5);
         fused_gate.assert_approx_eq::<f32>(&gate_grad, tolerance);
         fused_up.assert_approx_eq::<f32>(&up_grad, tolerance);
+    }
+
+    #[test]
+    fn fused_linear_equals_linear_forward_and_its_gradients() {
+        use burn::nn::LinearConfig;
+        let run = |device: &Device, fused: bool| {
+            let layer = LinearConfig::new(48, 40).with_bias(false).init(device);
+            let x = Tensor::<3>::from_data(
+                TensorData::new(values(3 * 50 * 48, 2.0, 8), [3, 50, 48]),
+                device,
+            );
+            let x = if device.is_autodiff() {
+                x.require_grad()
+            } else {
+                x
+            };
+            let y = if fused {
+                linear(&layer, x.clone())
+            } else {
+                layer.forward(x.clone())
+            };
+            let upstream = Tensor::<3>::from_data(
+                TensorData::new(values(3 * 50 * 40, 1.0, 9), [3, 50, 40]),
+                device,
+            );
+            let mut read = vec![y.clone().into_data()];
+            if device.is_autodiff() {
+                let grads = (y * upstream).sum().backward();
+                read.push(x.grad(&grads).expect("an input gradient").into_data());
+                read.push(
+                    layer
+                        .weight
+                        .val()
+                        .grad(&grads)
+                        .expect("a weight gradient")
+                        .into_data(),
+                );
+            }
+            read
+        };
+        let tolerance = burn::tensor::Tolerance::<f32>::rel_abs(1e-4, 1e-5);
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            // The same seed per device, so both layers start from the same weights.
+            device.seed(3);
+            let fused = run(&device, true);
+            device.seed(3);
+            let reference = run(&device, false);
+            assert_eq!(fused.len(), if device.is_autodiff() { 3 } else { 1 });
+            for (f, r) in fused.iter().zip(&reference) {
+                f.assert_approx_eq::<f32>(r, tolerance);
+            }
+        }
+    }
+
+    #[test]
+    fn fused_matmul_reads_a_transposed_weight_as_the_tied_head_passes_it() {
+        let tolerance = burn::tensor::Tolerance::<f32>::rel_abs(1e-4, 1e-5);
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let run = |fused: bool| {
+                let tensor = |n: usize, seed: u32, shape: [usize; 2]| {
+                    Tensor::<2>::from_data(TensorData::new(values(n, 1.0, seed), shape), &device)
+                };
+                let (h, embedding) = (
+                    tensor(70 * 32, 10, [70, 32]),
+                    tensor(300 * 32, 11, [300, 32]),
+                );
+                let embedding = if device.is_autodiff() {
+                    embedding.require_grad()
+                } else {
+                    embedding
+                };
+                let weight = embedding.clone().transpose();
+                let logits = if fused {
+                    matmul(h, weight)
+                } else {
+                    burn::tensor::module::linear(h, weight, None)
+                };
+                let mut read = vec![logits.clone().into_data()];
+                if device.is_autodiff() {
+                    let grads = (logits * tensor(70 * 300, 12, [70, 300])).sum().backward();
+                    read.push(
+                        embedding
+                            .grad(&grads)
+                            .expect("an embedding gradient")
+                            .into_data(),
+                    );
+                }
+                read
+            };
+            for (f, r) in run(true).iter().zip(&run(false)) {
+                f.assert_approx_eq::<f32>(r, tolerance);
+            }
+        }
     }
 }
