@@ -11,6 +11,9 @@
 //! one pass computes both gradients, `d gate = grad * up * s * (1 + gate * (1 - s))` and
 //! `d up = grad * gate * s` with `s = sigmoid(gate)`, where burn's composition of sigmoid, two
 //! products and their backward steps walks the tensors about eight times and calls `expf` twice.
+//! The projections and the tied output head go through [`matmul`], which calls gemm into a fresh
+//! `f32` buffer (forward and backward) instead of burn-flex's zeroed-then-copied output.
+//!
 //! Any other tensor -- the GPU, bf16 checkpoints, checkpointed autodiff -- takes burn's operators.
 
 use burn::backend::Flex;

@@ -89,12 +89,12 @@ impl Linear {
 /// view of the checkpoint's `[out, in]` matrix, which a 2-D product reads through strides,
 /// while a broadcast 3-D product copies it on every call (most of a short pass's time). (A
 /// contiguous `[in, out]` copy is slower still: the product then skips packing it and its
-/// kernel reads the weight with a large stride.)
+/// kernel reads the weight with a large stride.) On the CPU backend the product is
+/// [`crate::model::fused::matmul`], which writes gemm's output without burn-flex's extra copy.
 fn project(x: Tensor<3>, weight: &Tensor<2>) -> Tensor<3> {
     let [batch, length, inputs] = x.dims();
     let outputs = weight.dims()[1];
-    x.reshape([batch * length, inputs])
-        .matmul(weight.clone())
+    crate::model::fused::matmul(x.reshape([batch * length, inputs]), weight.clone())
         .reshape([batch, length, outputs])
 }
 
