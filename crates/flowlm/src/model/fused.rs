@@ -54,7 +54,12 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
         // Checkpointed autodiff is another backend type; it falls through to burn's operators.
         let trained = |t: &Tensor<D>| t.clone().try_into_primitive::<Autodiff<Flex>>();
         if let (Ok(gate), Ok(up)) = (trained(&gate), trained(&up)) {
-            return Tensor::from_primitive::<Autodiff<Flex>>(swiglu_tracked(gate, up));
+            return Tensor::from_primitive::<Autodiff<Flex>>(record_binary(
+                SwigluBackward,
+                gate,
+                up,
+                swiglu_values,
+            ));
         }
     }
     silu(gate) * up
@@ -62,23 +67,41 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
 
 type TrainedTensor = burn::backend::tensor::FloatTensor<Autodiff<Flex>>;
 
-/// The autodiff node: the forward values from the fused kernel, gradients from its backward.
-fn swiglu_tracked(gate: TrainedTensor, up: TrainedTensor) -> TrainedTensor {
-    match SwigluBackward
-        .prepare::<NoCheckpointing>([gate.node(), up.node()])
+/// Records `forward(a, b)` as one autodiff node whose backward is `op`, which reads both inputs'
+/// values. A tracked input keeps its buffer for the backward pass, so `forward` then gets shared
+/// buffers (an in-place kernel copies first).
+fn record_binary<O>(
+    op: O,
+    a: TrainedTensor,
+    b: TrainedTensor,
+    forward: impl Fn(FlexTensor, FlexTensor) -> FlexTensor,
+) -> TrainedTensor
+where
+    O: Backward<Flex, 2, State = (NodeId, NodeId)>,
+{
+    match op
+        .prepare::<NoCheckpointing>([a.node(), b.node()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(mut prep) => {
-            let state = (prep.checkpoint(&gate), prep.checkpoint(&up));
-            // The gate is kept for the backward pass, so the kernel writes a copy of it.
-            let output = swiglu_values(gate.primitive().clone(), up.primitive().clone());
+            let state = (prep.checkpoint(&a), prep.checkpoint(&b));
+            let output = forward(a.primitive().clone(), b.primitive().clone());
             prep.finish(state, output)
         }
-        OpsKind::UnTracked(prep) => {
-            prep.finish(swiglu_values(gate.into_primitive(), up.into_primitive()))
-        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(a.into_primitive(), b.into_primitive())),
     }
+}
+
+/// A [`record_binary`] node's two input values and the gradient that reached it.
+fn recorded_values(
+    ops: &Ops<(NodeId, NodeId), 2>,
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let a = checkpointer.retrieve_node_output(ops.state.0);
+    let b = checkpointer.retrieve_node_output(ops.state.1);
+    (a, b, grads.consume::<Flex>(&ops.node))
 }
 
 #[derive(Debug)]
@@ -94,9 +117,7 @@ impl Backward<Flex, 2> for SwigluBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let gate: FlexTensor = checkpointer.retrieve_node_output(ops.state.0);
-        let up: FlexTensor = checkpointer.retrieve_node_output(ops.state.1);
-        let grad = grads.consume::<Flex>(&ops.node);
+        let (gate, up, grad) = recorded_values(&ops, grads, checkpointer);
         let (d_gate, d_up) = swiglu_gradients(gate, up, grad);
         let [gate_node, up_node] = ops.parents;
         if let Some(node) = gate_node {
@@ -145,23 +166,11 @@ pub fn matmul<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
     let trained_x = x.clone().try_into_primitive::<Autodiff<Flex>>();
     let trained_weight = weight.clone().try_into_primitive::<Autodiff<Flex>>();
     match (trained_x, trained_weight) {
-        (Ok(x), Ok(weight)) => Tensor::from_primitive::<Autodiff<Flex>>(linear_tracked(x, weight)),
-        _ => burn::tensor::module::linear(x, weight, None),
-    }
-}
-
-fn linear_tracked(x: TrainedTensor, weight: TrainedTensor) -> TrainedTensor {
-    match LinearBackward
-        .prepare::<NoCheckpointing>([x.node(), weight.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let state = (prep.checkpoint(&x), prep.checkpoint(&weight));
-            let output = project(x.primitive(), weight.primitive());
-            prep.finish(state, output)
+        (Ok(x), Ok(weight)) => {
+            let output = record_binary(LinearBackward, x, weight, |x, w| project(&x, &w));
+            Tensor::from_primitive::<Autodiff<Flex>>(output)
         }
-        OpsKind::UnTracked(prep) => prep.finish(project(x.primitive(), weight.primitive())),
+        _ => burn::tensor::module::linear(x, weight, None),
     }
 }
 
@@ -178,9 +187,7 @@ impl Backward<Flex, 2> for LinearBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let x: FlexTensor = checkpointer.retrieve_node_output(ops.state.0);
-        let weight: FlexTensor = checkpointer.retrieve_node_output(ops.state.1);
-        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, weight, grad) = recorded_values(&ops, grads, checkpointer);
         let rows = |t: &FlexTensor| {
             let shape = t.layout().shape();
             let width = shape[shape.num_dims() - 1];
