@@ -34,35 +34,63 @@ const CHUNK: usize = 8 * 1024;
 
 /// `silu(gate) * up`, fused on the CPU backend; the two tensors have one shape.
 pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
-    let device = gate.device();
-    let fusable = |t: &Tensor<D>| t.device() == device && t.dtype() == DType::F32;
-    if !(fusable(&gate) && fusable(&up)) || gate.dims() != up.dims() {
+    if gate.dims() != up.dims() {
         return silu(gate) * up;
     }
+    match on_cpu(gate, up) {
+        Route::Plain(gate, up) => Tensor::from_primitive::<Flex>(swiglu_values(gate, up)),
+        Route::Trained(gate, up) => Tensor::from_primitive::<Autodiff<Flex>>(record_binary(
+            SwigluBackward,
+            gate,
+            up,
+            swiglu_values,
+        )),
+        Route::Elsewhere(gate, up) => silu(gate) * up,
+    }
+}
+
+/// Where a fused operator on two tensors runs.
+// Taken apart as soon as it is returned; boxing the large variant would allocate on every call.
+#[allow(clippy::large_enum_variant)]
+enum Route<const D: usize, const E: usize> {
+    /// Both on the CPU backend without autodiff (sampling).
+    Plain(FlexTensor, FlexTensor),
+    /// Both on the CPU backend under autodiff without checkpointing (training).
+    Trained(TrainedTensor, TrainedTensor),
+    /// Anything else (the GPU, bf16, checkpointed autodiff, mixed devices): burn's operators.
+    Elsewhere(Tensor<D>, Tensor<E>),
+}
+
+/// Takes `a` and `b` apart into CPU primitives when both are f32 on the Flex device with the
+/// same autodiff setting, and hands them back otherwise.
+fn on_cpu<const D: usize, const E: usize>(a: Tensor<D>, b: Tensor<E>) -> Route<D, E> {
+    let (a_device, b_device) = (a.device(), b.device());
     // Device equality ignores autodiff, so the plain and the trained device are told apart here.
-    let on_flex = device.clone().without_autodiff() == Device::flex();
-    if on_flex && !device.is_autodiff() {
-        let (Ok(gate), Ok(up)) = (
-            gate.try_into_primitive::<Flex>(),
-            up.try_into_primitive::<Flex>(),
+    let fusable = a.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && a_device.clone().without_autodiff() == Device::flex()
+        && b_device.clone().without_autodiff() == Device::flex()
+        && a_device.is_autodiff() == b_device.is_autodiff();
+    if !fusable {
+        return Route::Elsewhere(a, b);
+    }
+    if !a_device.is_autodiff() {
+        let (Ok(a), Ok(b)) = (
+            a.try_into_primitive::<Flex>(),
+            b.try_into_primitive::<Flex>(),
         ) else {
-            unreachable!("a float tensor on the plain Flex device is a Flex primitive")
+            unreachable!("float tensors on the plain Flex device are Flex primitives")
         };
-        return Tensor::from_primitive::<Flex>(swiglu_values(gate, up));
+        return Route::Plain(a, b);
     }
-    if on_flex {
-        // Checkpointed autodiff is another backend type; it falls through to burn's operators.
-        let trained = |t: &Tensor<D>| t.clone().try_into_primitive::<Autodiff<Flex>>();
-        if let (Ok(gate), Ok(up)) = (trained(&gate), trained(&up)) {
-            return Tensor::from_primitive::<Autodiff<Flex>>(record_binary(
-                SwigluBackward,
-                gate,
-                up,
-                swiglu_values,
-            ));
-        }
+    // Checkpointed autodiff is another backend type: the conversion fails and the tensors go
+    // back to burn's operators, so it works on clones (sharing the same buffers).
+    let trained_a = a.clone().try_into_primitive::<Autodiff<Flex>>();
+    let trained_b = b.clone().try_into_primitive::<Autodiff<Flex>>();
+    match (trained_a, trained_b) {
+        (Ok(a), Ok(b)) => Route::Trained(a, b),
+        _ => Route::Elsewhere(a, b),
     }
-    silu(gate) * up
 }
 
 type TrainedTensor = burn::backend::tensor::FloatTensor<Autodiff<Flex>>;
@@ -146,31 +174,13 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// gemm writes straight into an `f32` vector, forward and backward. Other tensors take burn's
 /// `linear`.
 pub fn matmul<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
-    let device = x.device();
-    let fusable = x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
-        && device.clone().without_autodiff() == Device::flex()
-        && weight.device().is_autodiff() == device.is_autodiff();
-    if !fusable {
-        return burn::tensor::module::linear(x, weight, None);
-    }
-    if !device.is_autodiff() {
-        let (Ok(x), Ok(weight)) = (
-            x.try_into_primitive::<Flex>(),
-            weight.try_into_primitive::<Flex>(),
-        ) else {
-            unreachable!("float tensors on the plain Flex device are Flex primitives")
-        };
-        return Tensor::from_primitive::<Flex>(project(&x, &weight));
-    }
-    let trained_x = x.clone().try_into_primitive::<Autodiff<Flex>>();
-    let trained_weight = weight.clone().try_into_primitive::<Autodiff<Flex>>();
-    match (trained_x, trained_weight) {
-        (Ok(x), Ok(weight)) => {
+    match on_cpu(x, weight) {
+        Route::Plain(x, weight) => Tensor::from_primitive::<Flex>(project(&x, &weight)),
+        Route::Trained(x, weight) => {
             let output = record_binary(LinearBackward, x, weight, |x, w| project(&x, &w));
             Tensor::from_primitive::<Autodiff<Flex>>(output)
         }
-        _ => burn::tensor::module::linear(x, weight, None),
+        Route::Elsewhere(x, weight) => burn::tensor::module::linear(x, weight, None),
     }
 }
 
@@ -188,11 +198,6 @@ impl Backward<Flex, 2> for LinearBackward {
         checkpointer: &mut Checkpointer,
     ) {
         let (x, weight, grad) = recorded_values(&ops, grads, checkpointer);
-        let rows = |t: &FlexTensor| {
-            let shape = t.layout().shape();
-            let width = shape[shape.num_dims() - 1];
-            contiguous(t.clone()).reshape(Shape::new([shape.num_elements() / width, width]))
-        };
         let [x_node, weight_node] = ops.parents;
         if let Some(node) = x_node {
             // d x = grad @ weight^T, back in x's shape.
@@ -208,13 +213,17 @@ impl Backward<Flex, 2> for LinearBackward {
 
 /// `x [.., in] @ weight [in, out]` -> `[.., out]`.
 fn project(x: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
-    let shape = x.layout().shape().clone();
-    let width = shape[shape.num_dims() - 1];
-    let x = contiguous(x.clone()).reshape(Shape::new([shape.num_elements() / width, width]));
-    let output = product(&x, weight);
-    let mut dims = shape.to_vec();
+    let output = product(&rows(x), weight);
+    let mut dims = x.layout().shape().to_vec();
     *dims.last_mut().expect("at least one dimension") = weight.layout().shape()[1];
     output.reshape(Shape::from(dims))
+}
+
+/// `t [.., width]` as a matrix `[rows, width]`, every leading dimension folded into the rows.
+fn rows(t: &FlexTensor) -> FlexTensor {
+    let shape = t.layout().shape();
+    let width = shape[shape.num_dims() - 1];
+    contiguous(t.clone()).reshape(Shape::new([shape.num_elements() / width, width]))
 }
 
 /// The 2-D product `a [m, k] @ b [k, n]` (any strides) into a fresh row-major `f32` buffer.
@@ -226,7 +235,7 @@ fn product(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let (a_values, b_values) = (a.storage::<f32>(), b.storage::<f32>());
     let len = m * n;
     let mut output: Vec<f32> = Vec::with_capacity(len);
-    // Threads only pay off on large products (burn-flex's threshold).
+    // Threads only pay off on large products (burn-flex's threshold, 192^3 multiply-adds).
     let parallelism = if m * n * k >= 192 * 192 * 192 {
         gemm::Parallelism::Rayon(0)
     } else {
