@@ -185,13 +185,21 @@ impl Recipe {
         for entry in overrides {
             apply_override(&mut value, entry)?;
         }
-        let recipe: Recipe =
+        let names_sampler = value
+            .get("sampler")
+            .and_then(|section| section.get("sampler"))
+            .is_some();
+        let mut recipe: Recipe =
             toml::Value::Table(value)
                 .try_into()
                 .map_err(|e: toml::de::Error| FlowError::Parse {
                     path: path.to_path_buf(),
                     message: e.to_string(),
                 })?;
+        if !names_sampler {
+            // A uniform or Duo model cannot run LLaDA's sampler, the section's default.
+            recipe.sampler.sampler = recipe.corruption.default_sampler().to_string();
+        }
         recipe.validate()?;
         Ok(recipe)
     }

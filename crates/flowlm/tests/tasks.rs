@@ -90,21 +90,69 @@ fn check_sudoku(task: &Sudoku, seeds: std::ops::Range<u64>) {
 
 #[test]
 fn sudoku4_puzzles_are_unique_with_requested_givens() {
-    check_sudoku(&Sudoku::new(4, None).unwrap(), 0..20);
-    check_sudoku(&Sudoku::new(4, Some(4)).unwrap(), 0..20);
-    check_sudoku(&Sudoku::new(4, Some(10)).unwrap(), 0..5);
+    check_sudoku(&Sudoku::new(4, None, false).unwrap(), 0..20);
+    check_sudoku(&Sudoku::new(4, Some(4), false).unwrap(), 0..20);
+    check_sudoku(&Sudoku::new(4, Some(10), false).unwrap(), 0..5);
+}
+
+#[test]
+fn any_solution_sudoku_keeps_its_givens_and_scores_every_valid_completion() {
+    let task = Sudoku::new(4, Some(3), true).unwrap();
+    let mut several = 0;
+    for seed in 0..20 {
+        let example = task.example(&mut rng_for(seed, 0));
+        let puzzle: Vec<u8> = example.prompt.bytes().map(|b| b - b'0').collect();
+        let solution: Vec<u8> = example.response.bytes().map(|b| b - b'0').collect();
+        assert_eq!(puzzle.iter().filter(|&&d| d != 0).count(), 3, "seed {seed}");
+        assert!(
+            puzzle
+                .iter()
+                .zip(&solution)
+                .all(|(&p, &s)| p == 0 || p == s),
+            "seed {seed}: the stored solution keeps the givens"
+        );
+        assert_eq!(task.score(&example.prompt, &example.response), 1.0);
+        // Relabelling a digit the puzzle does not show gives another valid completion.
+        let shown: Vec<u8> = puzzle.iter().copied().filter(|&d| d != 0).collect();
+        let free: Vec<u8> = (1..=4).filter(|d| !shown.contains(d)).collect();
+        if let [a, b, ..] = free[..] {
+            let other: String = solution
+                .iter()
+                .map(|&d| match d {
+                    d if d == a => b,
+                    d if d == b => a,
+                    d => d,
+                })
+                .map(|d| char::from(b'0' + d))
+                .collect();
+            assert_ne!(other, example.response);
+            assert_eq!(task.score(&example.prompt, &other), 1.0, "seed {seed}");
+            several += 1;
+        }
+        let mut broken = example.response.clone().into_bytes();
+        broken.swap(0, 1);
+        assert_eq!(
+            task.score(&example.prompt, std::str::from_utf8(&broken).unwrap()),
+            0.0,
+            "seed {seed}: two cells of a row swapped break the columns"
+        );
+    }
+    assert!(
+        several >= 10,
+        "only {several} puzzles leave two digits unshown"
+    );
 }
 
 #[test]
 fn sudoku9_puzzles_are_unique_with_requested_givens() {
-    check_sudoku(&Sudoku::new(9, None).unwrap(), 0..3);
+    check_sudoku(&Sudoku::new(9, None, false).unwrap(), 0..3);
 }
 
 #[test]
 fn unreachable_givens_keep_the_fewest_unique_puzzle() {
     // 17 givens is the 9x9 minimum and greedy removal stops around 22-24: the generator keeps
     // its best unique puzzle, never one below the request.
-    let task = Sudoku::new(9, Some(17)).unwrap();
+    let task = Sudoku::new(9, Some(17), false).unwrap();
     for seed in 0..2 {
         let example = task.example(&mut rng_for(seed, 0));
         let mut puzzle = digits_of(&example.prompt);
@@ -127,7 +175,7 @@ fn reference_counter_counts_all_4x4_grids() {
 
 #[test]
 fn module_solver_agrees_with_reference() {
-    let task = Sudoku::new(9, None).unwrap();
+    let task = Sudoku::new(9, None, false).unwrap();
     let example = task.example(&mut rng_for(7, 0));
     let puzzle = digits_of(&example.prompt);
     let solved = flowlm::tasks::sudoku::solve(&puzzle, 9).unwrap();
@@ -139,7 +187,7 @@ fn module_solver_agrees_with_reference() {
 
 #[test]
 fn sudoku_scorer_rejects_near_misses() {
-    let task = Sudoku::new(4, None).unwrap();
+    let task = Sudoku::new(4, None, false).unwrap();
     let Example { prompt, response } = task.example(&mut rng_for(3, 0));
     let blanks: Vec<usize> = prompt
         .bytes()
@@ -414,9 +462,9 @@ fn names_and_parameters_are_validated() {
             name
         );
     }
-    assert!(Sudoku::new(4, Some(0)).is_err());
-    assert!(Sudoku::new(4, Some(17)).is_err());
-    assert!(Sudoku::new(6, None).is_err());
+    assert!(Sudoku::new(4, Some(0), false).is_err());
+    assert!(Sudoku::new(4, Some(17), false).is_err());
+    assert!(Sudoku::new(6, None, false).is_err());
     assert!(Addition::new(0).is_err());
     assert!(Addition::new(19).is_err());
     assert!(Sorting::new(0, 99).is_err());
@@ -459,6 +507,7 @@ fn tasks_read_their_parameters_from_the_datas_manifest() {
         "sudoku4",
         &TaskParameters {
             givens: Some(8),
+            any_solution: true,
             ..Default::default()
         },
     )

@@ -232,3 +232,35 @@ fn a_run_directory_is_locked_while_it_is_written() {
     };
     train(&recipe, &forced, &mut |_| {}).unwrap();
 }
+
+#[test]
+fn the_training_sample_follows_the_recipes_sampler_section() {
+    let dir = common::scratch("training-sample");
+    // No newline in the corpus: the logged sample then has one character per token.
+    std::fs::write(dir.join("corpus.txt"), LINE.trim_end().repeat(300)).unwrap();
+    let mut recipe = tiny_recipe(&dir.join("corpus.txt"), 3, "sample_prompt = \"the\"");
+    recipe.sampler.sampler = "greedy".into();
+    recipe.sampler.gen_length = 5;
+    recipe.sampler.steps = 5;
+    recipe.sampler.block_length = 5;
+    let mut samples = Vec::new();
+    train(&recipe, &options(&dir.join("run"), false), &mut |line| {
+        if let Some(text) = line.strip_prefix("sample @ 3: ") {
+            samples.push(text.to_string());
+        }
+    })
+    .unwrap();
+    assert_eq!(samples.len(), 1, "{samples:?}");
+    assert!(samples[0].starts_with("the"), "{samples:?}");
+    assert_eq!(samples[0].chars().count(), 3 + 5, "{samples:?}");
+}
+
+#[test]
+fn a_recipe_without_a_sampler_section_samples_with_its_corruptions_sampler() {
+    let parse = |text: &str| Recipe::parse(text, Path::new("r.toml"), &[]).unwrap();
+    let uniform = parse("[corruption]\nkind = \"uniform\"\n");
+    assert_eq!(uniform.sampler.sampler, "uniform");
+    assert_eq!(parse("").sampler.sampler, "llada");
+    let named = parse("[corruption]\nkind = \"uniform\"\n[sampler]\nsampler = \"greedy\"\n");
+    assert_eq!(named.sampler.sampler, "greedy");
+}

@@ -33,6 +33,10 @@ enum DataCommand {
         /// Sudoku: givens left in the puzzle (difficulty; default 6 for 4x4, 30 for 9x9)
         #[arg(long)]
         givens: Option<usize>,
+        /// Sudoku: remove cells without keeping the solution unique; any valid completion
+        /// scores (answers with several modes)
+        #[arg(long)]
+        any_solution: bool,
         /// Addition: digits per operand; counting: digits per number
         #[arg(long, default_value_t = 3)]
         digits: usize,
@@ -56,6 +60,7 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             test,
             seed,
             givens,
+            any_solution,
             digits,
             count,
             max_value,
@@ -63,6 +68,7 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
         } => {
             let parameters = flowlm::tasks::TaskParameters {
                 givens,
+                any_solution,
                 digits,
                 count,
                 max_value,

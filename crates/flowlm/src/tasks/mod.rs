@@ -79,6 +79,8 @@ pub trait Task: Send + Sync {
 pub struct TaskParameters {
     /// Sudoku: givens left in the puzzle (`None`: 6 for 4x4, 30 for 9x9).
     pub givens: Option<usize>,
+    /// Sudoku: puzzles may have several solutions (any valid completion scores).
+    pub any_solution: bool,
     /// Addition: maximum digits per operand; counting: digits per number.
     pub digits: usize,
     /// Sorting: numbers per list; counting: numbers per answer.
@@ -91,6 +93,7 @@ impl Default for TaskParameters {
     fn default() -> Self {
         TaskParameters {
             givens: None,
+            any_solution: false,
             digits: 3,
             count: 5,
             max_value: 99,
@@ -142,8 +145,12 @@ impl TaskKind {
 
     pub fn build(self, parameters: &TaskParameters) -> Result<Box<dyn Task>> {
         Ok(match self {
-            TaskKind::Sudoku4 => Box::new(Sudoku::new(4, parameters.givens)?),
-            TaskKind::Sudoku9 => Box::new(Sudoku::new(9, parameters.givens)?),
+            TaskKind::Sudoku4 => {
+                Box::new(Sudoku::new(4, parameters.givens, parameters.any_solution)?)
+            }
+            TaskKind::Sudoku9 => {
+                Box::new(Sudoku::new(9, parameters.givens, parameters.any_solution)?)
+            }
             TaskKind::Addition => Box::new(Addition::new(parameters.digits)?),
             TaskKind::Sorting => Box::new(Sorting::new(parameters.count, parameters.max_value)?),
             TaskKind::Counting => Box::new(Counting::new(parameters.count, parameters.digits)?),

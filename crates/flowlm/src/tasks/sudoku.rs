@@ -1,8 +1,10 @@
-//! Sudoku of size 4 (2x2 boxes) and 9 (3x3 boxes) with unique solutions.
+//! Sudoku of size 4 (2x2 boxes) and 9 (3x3 boxes), with unique solutions by default.
 //!
 //! Generation fills an empty grid by randomized backtracking, then removes cells in random order,
 //! putting a cell back whenever its removal would allow a second solution, until `givens` cells
-//! remain. Greedy removal can get stuck above a low target; the generator then retries with fresh
+//! remain. With `any_solution` the cells are removed without that check, so a puzzle may have
+//! many solutions and any valid completion scores: the multi-modal answers on which decoding
+//! several cells per step from independent marginals picks cells of different solutions. Greedy removal can get stuck above a low target; the generator then retries with fresh
 //! grids and, failing that, keeps the puzzle with the fewest givens reached (always unique).
 //! In practice 4x4 reaches any target down to the minimum of 4; 9x9 reaches 25 and above
 //! reliably but usually stops at 22-24 when asked for fewer.
@@ -25,11 +27,13 @@ pub struct Sudoku {
     name: &'static str,
     size: usize,
     givens: usize,
+    any_solution: bool,
 }
 
 impl Sudoku {
-    /// `size` 4 or 9; `givens` defaults to 6 (4x4) or 30 (9x9) and must be at most `size²`.
-    pub fn new(size: usize, givens: Option<usize>) -> Result<Sudoku> {
+    /// `size` 4 or 9; `givens` defaults to 6 (4x4) or 30 (9x9) and must be at most `size²`;
+    /// `any_solution` drops the uniqueness requirement.
+    pub fn new(size: usize, givens: Option<usize>, any_solution: bool) -> Result<Sudoku> {
         let (name, default_givens) = match size {
             4 => ("sudoku4", 6),
             9 => ("sudoku9", 30),
@@ -50,7 +54,12 @@ impl Sudoku {
                 ),
             ));
         }
-        Ok(Sudoku { name, size, givens })
+        Ok(Sudoku {
+            name,
+            size,
+            givens,
+            any_solution,
+        })
     }
 
     pub fn size(&self) -> usize {
@@ -61,8 +70,18 @@ impl Sudoku {
         self.givens
     }
 
-    /// A puzzle (0 = blank) with a unique solution, and that solution.
+    /// A puzzle (0 = blank) with a unique solution (unless `any_solution`), and its solution.
     pub fn puzzle(&self, rng: &mut StdRng) -> (Vec<u8>, Vec<u8>) {
+        if self.any_solution {
+            let solution = random_grid(self.size, rng);
+            let mut puzzle = solution.clone();
+            let mut order: Vec<usize> = (0..puzzle.len()).collect();
+            order.shuffle(rng);
+            for &cell in &order[self.givens..] {
+                puzzle[cell] = 0;
+            }
+            return (puzzle, solution);
+        }
         let mut best: Option<(Vec<u8>, Vec<u8>)> = None;
         for _ in 0..GENERATION_ATTEMPTS {
             let solution = random_grid(self.size, rng);
@@ -96,8 +115,9 @@ impl Task for Sudoku {
         }
     }
 
-    /// 1.0 when the response is a complete valid grid that keeps every given. Generated puzzles
-    /// have one solution, so this is exactly "equals the solution"; it is recomputed, not stored.
+    /// 1.0 when the response is a complete valid grid that keeps every given. Unique puzzles
+    /// have one solution, so this is exactly "equals the solution"; it is recomputed, not stored,
+    /// so an `any_solution` puzzle accepts every valid completion.
     fn score(&self, prompt: &str, response: &str) -> f64 {
         let n = self.size;
         let Some(puzzle) = parse_grid(prompt, n, 0) else {
@@ -134,7 +154,11 @@ impl Task for Sudoku {
     }
 
     fn parameters(&self) -> serde_json::Value {
-        serde_json::json!({ "size": self.size, "givens": self.givens })
+        serde_json::json!({
+            "size": self.size,
+            "givens": self.givens,
+            "any_solution": self.any_solution,
+        })
     }
 }
 

@@ -335,14 +335,16 @@ pub fn perplexity_note(corruption: &crate::corruption::CorruptionConfig, loss: f
         .unwrap_or_default()
 }
 
-/// A short generation shown during training.
-/// It uses the corruption's own sampler with one step per token.
+/// A generation shown during training: what `flowlm generate` prints on the checkpoint with
+/// the recipe's `[sampler]` settings (which the saved model carries), the answer capped at
+/// `max_length` tokens (one block when capped).
 pub fn training_sample(
     denoiser: &dyn Denoiser,
     tokenizer: &Tokenizer,
     corruption: &crate::corruption::CorruptionConfig,
+    defaults: &crate::model::saved_defaults::SamplerDefaults,
     prompt: &str,
-    length: usize,
+    max_length: usize,
     seed: u64,
 ) -> Result<String> {
     let special = tokenizer.special();
@@ -351,19 +353,23 @@ pub fn training_sample(
         // Left-to-right decoding needs something to continue from.
         prompt_ids.push(special.eos);
     }
+    let length = defaults.gen_length.clamp(1, max_length.max(1));
     let mut canvas = Canvas::new(&[prompt_ids], length, special.mask, special.pad)?;
     let vocabulary = crate::vocabulary::Vocabulary::for_tokenizer(tokenizer, denoiser.vocab_size());
+    let block_length = if length < defaults.gen_length {
+        length
+    } else {
+        defaults.block_length
+    };
     let settings = crate::sampler::SamplerSettings {
-        steps: length,
-        block_length: length,
+        steps: defaults.steps.min(length),
+        block_length,
+        temperature: defaults.temperature,
+        remasking: defaults.remasking,
         ..Default::default()
     };
-    let sampler = crate::sampler::build_sampler(
-        corruption.default_sampler(),
-        &settings,
-        corruption,
-        &vocabulary,
-    )?;
+    let sampler =
+        crate::sampler::build_sampler(&defaults.sampler, &settings, corruption, &vocabulary)?;
     sampler.run(
         denoiser,
         &mut canvas,
@@ -900,15 +906,15 @@ impl Steps<'_> {
                 self.report_validation(&mut state, validation, &bar, log)?;
             }
             if (t.sample_every > 0 && state.step % t.sample_every == 0) || last {
-                let length = (recipe.data.sequence_length / 2).clamp(1, 48);
                 // A failed sample is reported, not fatal: it says nothing about the weights.
                 let sample = make_denoiser(&model.valid(), &base_device).and_then(|denoiser| {
                     training_sample(
                         denoiser.as_ref(),
                         self.tokenizer,
                         &recipe.corruption,
+                        &recipe.sampler,
                         &t.sample_prompt,
-                        length,
+                        recipe.data.sequence_length,
                         t.seed,
                     )
                 });
