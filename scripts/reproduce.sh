@@ -45,10 +45,12 @@ train() {
 }
 
 # The task splits: seed 0 is the split the README reports.
-for task in sudoku4 addition6; do
+for task in sudoku4 sudoku4-open addition6; do
   if [[ ! -f data/tasks/$task/test.jsonl ]]; then
     case $task in
       sudoku4) "$flowlm" data task sudoku4 --train 20000 --test 300 --out data/tasks/sudoku4 ;;
+      sudoku4-open) "$flowlm" data task sudoku4 --any-solution --train 20000 --test 300 \
+        --out data/tasks/sudoku4-open ;;
       addition6) "$flowlm" data task addition --digits 6 --train 20000 --test 300 --out data/tasks/addition6 ;;
     esac
   fi
@@ -74,6 +76,10 @@ section "Sudoku 4x4: accuracy per sampler and step budget (300 test puzzles)"
 "$flowlm" eval budget --model "$sudoku" --task sudoku4 --data data/tasks/sudoku4/test.jsonl \
   --examples 300 --budgets 0.125,0.25,0.5,1 --samplers llada,xflow,xflow-learned,ar \
   --ar-model "$sudoku_ar" --out "$out"
+section "Sudoku 4x4 with several solutions: the same models (300 test puzzles)"
+"$flowlm" eval budget --model "$sudoku" --task sudoku4 --data data/tasks/sudoku4-open/test.jsonl \
+  --examples 300 --budgets 0.125,0.25,0.5,1 --samplers llada,xflow,xflow-learned,ar \
+  --ar-model "$sudoku_ar" --out "$out/open"
 section "Sudoku 4x4: accuracy on the states the flow visits"
 "$flowlm" eval flow-states --model "$sudoku" --data data/tasks/sudoku4/test.jsonl --examples 300
 

@@ -5,10 +5,11 @@ mod common;
 use common::FixedDenoiser;
 use flowlm::canvas::Canvas;
 use flowlm::corruption::{CorruptionConfig, GaussianParameterization, TemperatureAnnealing};
+use flowlm::model::{Denoiser, Logits};
 use flowlm::random::rng_for;
 use flowlm::sampler::{
-    AncestralSampler, ChangeKind, CorrectSampler, Initialization, Sampler, SamplerSettings,
-    StepEvent, UniformProcess, build_sampler,
+    AncestralSampler, ChangeKind, CorrectSampler, Initialization, Revision, Sampler,
+    SamplerSettings, StepEvent, UniformProcess, build_sampler,
 };
 use flowlm::vocabulary::Vocabulary;
 
@@ -83,6 +84,94 @@ fn correct_leaves_a_token_alone_when_the_model_is_unsure_but_not_against_it() {
     };
     let (canvas, _) = run(&strict, &denoiser, &[3], 0);
     assert_eq!(canvas.response(0), &[2]);
+}
+
+/// A model whose guess is pulled by a wrong visible token, as a model trained with substitutions
+/// is: a masked or right slot predicts `target` confidently; a slot showing a wrong token `y`
+/// predicts `y`'s neighbour token (0.49), with `y` and `target` at 0.18 each.
+struct PulledDenoiser {
+    target: Vec<u32>,
+}
+
+impl Denoiser for PulledDenoiser {
+    fn vocab_size(&self) -> usize {
+        VOCAB
+    }
+
+    fn logits(&self, canvas: &Canvas, _time: Option<&[f32]>) -> flowlm::Result<Logits> {
+        let width = canvas.width();
+        let mut values = vec![0.0; canvas.batch() * width * VOCAB];
+        for row in 0..canvas.batch() {
+            for (slot, &target) in self.target.iter().enumerate() {
+                let column = canvas.response_start + slot;
+                let logits = &mut values[(row * width + column) * VOCAB..][..VOCAB];
+                let shown = canvas.rows[row][column];
+                if shown == MASK || shown == target {
+                    logits[target as usize] = 5.0;
+                } else {
+                    let neighbour = (shown - 2 + 1) % (VOCAB as u32 - 2) + 2;
+                    logits[neighbour as usize] = 3.0;
+                    logits[shown as usize] = 2.0;
+                    logits[target as usize] = 2.0;
+                }
+            }
+        }
+        Ok(Logits {
+            batch: canvas.batch(),
+            length: width,
+            vocab: VOCAB,
+            values,
+        })
+    }
+}
+
+fn run_on(
+    sampler: &dyn Sampler,
+    denoiser: &dyn Denoiser,
+    response: &[u32],
+) -> (Canvas, Vec<StepEvent>) {
+    let mut canvas = Canvas::with_response(&[vec![5, 6]], response, MASK, PAD).unwrap();
+    let mut events = Vec::new();
+    sampler
+        .run(denoiser, &mut canvas, &mut rng_for(0, 0), &mut |e, _| {
+            events.push(e.clone())
+        })
+        .unwrap();
+    (canvas, events)
+}
+
+#[test]
+fn remask_revision_refills_a_distrusted_token_from_the_mask() {
+    let denoiser = PulledDenoiser {
+        target: vec![2, 3, 4, 5],
+    };
+    let planted = [2, 3, 8, 5];
+    // Replacing takes the guess made while the wrong 8 was visible: its neighbour 9.
+    let replace = CorrectSampler::new(4, vocabulary());
+    let (canvas, events) = run_on(&replace, &denoiser, &planted);
+    assert_eq!(events[0].changes[0].token, 9);
+    assert_ne!(canvas.response(0)[2], 4);
+    // Remasking hides the 8 (step 0), refills the slot from the mask (step 1), then rests.
+    let remask = CorrectSampler {
+        revision: Revision::Remask,
+        ..CorrectSampler::new(4, vocabulary())
+    };
+    let (canvas, events) = run_on(&remask, &denoiser, &planted);
+    assert_eq!(canvas.response(0), &[2, 3, 4, 5]);
+    assert_eq!(events[0].changes.len(), 1);
+    assert_eq!(events[0].changes[0].kind, ChangeKind::Remasked);
+    assert_eq!(events[0].changes[0].position, 2);
+    assert_eq!(events[1].count(ChangeKind::Filled), 1);
+    assert_eq!(events.len(), 3, "step 2 changes nothing and ends the run");
+    // On the budget's last step there is no later step to refill, so it replaces.
+    let last = CorrectSampler {
+        revision: Revision::Remask,
+        ..CorrectSampler::new(1, vocabulary())
+    };
+    let (canvas, events) = run_on(&last, &denoiser, &planted);
+    assert_eq!(canvas.masked_count(0), 0);
+    assert_eq!(events[0].changes[0].kind, ChangeKind::Revised);
+    assert!(Revision::parse("rewrite").is_err());
 }
 
 #[test]

@@ -152,13 +152,15 @@ pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
     let out = args.out.clone().unwrap_or_else(|| args.model.clone());
     std::fs::create_dir_all(&out)?;
     let csv_path = out.join(format!("budget-{}.csv", args.task));
-    std::fs::write(&csv_path, csv(&cells))
+    flowlm::io::write_atomic(&csv_path, csv(&cells).as_bytes())
         .with_context(|| format!("writing {}", csv_path.display()))?;
     let png_path = out.join(format!("budget-{}.png", args.task));
+    // The data file names the split (e.g. sudoku4-open/test.jsonl: puzzles with several solutions).
     let title = format!(
-        "{} on {} ({} test examples)",
+        "{} on {} ({}, {} examples)",
         args.model.display(),
         args.task,
+        args.data.display(),
         examples.len()
     );
     plot_budget(&png_path, &cells, &title)?;

@@ -5,6 +5,7 @@ use clap::Args;
 use flowlm::data::{cache_directory, tokenize_cached};
 use flowlm::eval::{CorrectionOptions, correction_benchmark, masked_cross_entropy};
 use flowlm::model::SavedModel;
+use flowlm::sampler::Revision;
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 
@@ -34,6 +35,11 @@ pub struct CorrectArgs {
     /// Replace a token when another is predicted with more than this
     #[arg(long, default_value_t = 0.9)]
     accept_threshold: f64,
+    /// A distrusted token is `replace`d by the prediction at once, or `remask`ed and refilled
+    /// from the context on a later step (the visible wrong token no longer pulls the guess)
+    #[arg(long, default_value = "replace",
+          value_parser = clap::builder::PossibleValuesParser::new(Revision::NAMES))]
+    revision: String,
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
     #[arg(long, default_value_t = 0)]
@@ -92,6 +98,7 @@ pub fn run_correct(args: CorrectArgs) -> anyhow::Result<()> {
         steps: args.steps,
         edit_threshold: args.edit_threshold,
         accept_threshold: args.accept_threshold,
+        revision: Revision::parse(&args.revision)?,
         seed: args.seed,
     };
     let bar = ProgressBar::new(args.rows.div_ceil(args.batch_size.max(1)) as u64);

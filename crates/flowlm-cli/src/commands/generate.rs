@@ -4,8 +4,8 @@ use flowlm::canvas::Canvas;
 use flowlm::model::CacheMode;
 use flowlm::random::rng_for;
 use flowlm::sampler::{
-    DreamConfidence, Initialization, ParallelRule, Remasking, SAMPLERS, SamplerSettings, StepEvent,
-    build_sampler,
+    ChangeKind, DreamConfidence, Initialization, ParallelRule, Remasking, Revision, SAMPLERS,
+    SamplerSettings, StepEvent, build_sampler,
 };
 use flowlm::tokenizer::Tokenizer;
 use flowlm::tokenizer::chat::{ChatTemplate, Message};
@@ -108,6 +108,11 @@ pub struct GenerateArgs {
     /// correct: replace a token when another is predicted with more than this
     #[arg(long, default_value_t = 0.9)]
     accept_threshold: f64,
+    /// correct: a distrusted token is `replace`d by the prediction at once, or `remask`ed and
+    /// refilled from the context on a later step
+    #[arg(long, default_value = "replace",
+          value_parser = clap::builder::PossibleValuesParser::new(Revision::NAMES))]
+    revision: String,
     /// correct: start the response from masks, random tokens, or half of each
     #[arg(long, value_enum, default_value = "mask")]
     init: InitName,
@@ -130,7 +135,10 @@ pub struct GenerateArgs {
 
 /// The response with masks drawn as a visible placeholder; the slots in `fresh` (this step's
 /// changes) drawn in bold green, so a step that lands several tokens shows them all.
-fn render(tokenizer: &Tokenizer, canvas: &Canvas, fresh: &[usize]) -> String {
+/// The answer with masked slots as `░`, this step's fills in green and its revisions (a written
+/// token replaced by another: self-correction) in inverse yellow, so corrections show as they
+/// happen.
+fn render(tokenizer: &Tokenizer, canvas: &Canvas, fresh: &[(usize, ChangeKind)]) -> String {
     let mask = canvas.mask_id;
     let mut text = String::new();
     let mut run: Vec<u32> = Vec::new();
@@ -139,12 +147,16 @@ fn render(tokenizer: &Tokenizer, canvas: &Canvas, fresh: &[usize]) -> String {
         run.clear();
     };
     for (position, &t) in canvas.response(0).iter().enumerate() {
+        let kind = fresh.iter().find(|(p, _)| *p == position).map(|(_, k)| *k);
         if t == mask {
             flush(&mut run, &mut text);
             text.push('░');
-        } else if fresh.contains(&position) {
+        } else if let Some(kind) = kind {
             flush(&mut run, &mut text);
-            text.push_str("\x1b[1;32m");
+            text.push_str(match kind {
+                ChangeKind::Revised => "\x1b[7;33m",
+                ChangeKind::Filled | ChangeKind::Remasked => "\x1b[1;32m",
+            });
             text.push_str(&tokenizer.decode(&[t]).unwrap_or_default());
             text.push_str("\x1b[0m");
         } else {
@@ -153,6 +165,39 @@ fn render(tokenizer: &Tokenizer, canvas: &Canvas, fresh: &[usize]) -> String {
     }
     flush(&mut run, &mut text);
     text
+}
+
+/// How many of each kind of change a run made, for `--show-steps` and the closing line.
+#[derive(Default)]
+struct ChangeCounts {
+    filled: usize,
+    revised: usize,
+    remasked: usize,
+}
+
+impl ChangeCounts {
+    fn of(event: &StepEvent) -> Self {
+        let mut counts = ChangeCounts::default();
+        counts.add(event);
+        counts
+    }
+
+    /// `generate` decodes one row, so every change is that row's.
+    fn add(&mut self, event: &StepEvent) {
+        self.filled += event.count(ChangeKind::Filled);
+        self.revised += event.count(ChangeKind::Revised);
+        self.remasked += event.count(ChangeKind::Remasked);
+    }
+}
+
+impl std::fmt::Display for ChangeCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} filled, {} revised", self.filled, self.revised)?;
+        if self.remasked > 0 {
+            write!(f, ", {} remasked", self.remasked)?;
+        }
+        Ok(())
+    }
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -227,6 +272,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             InitName::Random => Initialization::Random,
             InitName::Mixed => Initialization::Mixed { random_share: 0.5 },
         },
+        revision: Revision::parse(&args.revision)?,
         step_policy: flowlm::sampler::StepPolicyChoice::load(&args.policy, &dir)?,
         parallel: match (args.threshold, args.factor) {
             (Some(tau), _) => ParallelRule::Threshold(tau),
@@ -254,18 +300,20 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let live = !args.no_live && !args.show_steps && std::io::stdout().is_terminal();
     let tokenizer = &saved.tokenizer;
     let mut stdout = std::io::stdout();
+    let mut total = ChangeCounts::default();
     let mut observer = |event: &StepEvent, canvas: &Canvas| {
-        let fresh: Vec<usize> = event
+        total.add(event);
+        let fresh: Vec<(usize, ChangeKind)> = event
             .changes
             .iter()
             .filter(|c| c.row == 0)
-            .map(|c| c.position)
+            .map(|c| (c.position, c.kind))
             .collect();
         if args.show_steps {
             println!(
-                "step {:>3} [{} changed] {}{}",
+                "step {:>3} [{}] {}{}",
                 event.step,
-                event.changes.len(),
+                ChangeCounts::of(event),
                 shown,
                 render(tokenizer, canvas, &[])
             );
@@ -286,7 +334,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     println!("{shown}{}", tokenizer.decode(canvas.response(0))?);
     eprintln!(
-        "[{} sampler: {} steps, {} forward passes]",
+        "[{} sampler: {} steps, {} forward passes; {total}]",
         sampler.name(),
         report.steps,
         report.forward_passes

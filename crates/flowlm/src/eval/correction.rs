@@ -7,7 +7,7 @@ use crate::data::TokenizedDocument;
 use crate::error::{FlowError, Result};
 use crate::model::SavedModel;
 use crate::random::rng_for;
-use crate::sampler::{CorrectSampler, Initialization, Sampler};
+use crate::sampler::{CorrectSampler, Initialization, Revision, Sampler};
 use crate::vocabulary::Vocabulary;
 use burn::tensor::Device;
 use rand::Rng;
@@ -24,6 +24,7 @@ pub struct CorrectionOptions {
     pub steps: usize,
     pub edit_threshold: f64,
     pub accept_threshold: f64,
+    pub revision: Revision,
     pub seed: u64,
 }
 
@@ -37,6 +38,7 @@ impl Default for CorrectionOptions {
             steps: 32,
             edit_threshold: 0.3,
             accept_threshold: 0.9,
+            revision: Revision::Replace,
             seed: 0,
         }
     }
@@ -114,6 +116,7 @@ pub fn correction_benchmark(
         accept_threshold: options.accept_threshold,
         temperature: 0.0,
         initialization: Initialization::Mask,
+        revision: options.revision,
         vocabulary: vocabulary.clone(),
     };
     let denoiser = saved.denoiser(device);

@@ -4,6 +4,12 @@
 //! `edit_threshold`, or a different token is predicted with more than `accept_threshold`. The run
 //! stops when a step changes nothing or the budget ends. Revisions are reported as
 //! `ChangeKind::Revised`, so the live view shows corrections happening.
+//!
+//! [`Revision::Remask`] is a variant of the replacement: a distrusted token goes back to the mask
+//! and is refilled by the fill rule on a later step. A model trained with substitutions keeps a
+//! strong prior that a visible token is right, so its prediction at a wrong visible token leans
+//! towards that token; from a mask it predicts from the context alone, and refilling one slot at a
+//! time lets neighbouring corrections see each other.
 
 use super::{Observer, Sampler, SamplerReport, StepEvent, commit, gumbel_argmax, predict};
 use crate::canvas::Canvas;
@@ -54,6 +60,32 @@ impl Initialization {
     }
 }
 
+/// What happens to a filled token the model no longer trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Revision {
+    /// Replaced by the model's prediction at once (ALGORITHMS.md's rule).
+    #[default]
+    Replace,
+    /// Masked, then refilled from the context by the fill rule on a later step; on the budget's
+    /// last step it is replaced instead, so no slot ends masked.
+    Remask,
+}
+
+impl Revision {
+    pub const NAMES: [&'static str; 2] = ["replace", "remask"];
+
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "replace" => Ok(Revision::Replace),
+            "remask" => Ok(Revision::Remask),
+            other => Err(FlowError::argument(
+                "--revision",
+                format!("`{other}` is not one of replace, remask"),
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CorrectSampler {
     /// Step budget.
@@ -65,6 +97,7 @@ pub struct CorrectSampler {
     /// Temperature of the tokens that fill masked slots (0 = argmax).
     pub temperature: f64,
     pub initialization: Initialization,
+    pub revision: Revision,
     pub vocabulary: Vocabulary,
 }
 
@@ -76,6 +109,7 @@ impl CorrectSampler {
             accept_threshold: 0.9,
             temperature: 0.0,
             initialization: Initialization::Mask,
+            revision: Revision::Replace,
             vocabulary,
         }
     }
@@ -119,6 +153,8 @@ impl Sampler for CorrectSampler {
                 step,
                 changes: Vec::new(),
             };
+            let remaining = self.steps - step;
+            let remask = self.revision == Revision::Remask && remaining > 1;
             for row in 0..canvas.batch() {
                 let (masked, filled): (Vec<usize>, Vec<usize>) = (canvas.response_start
                     ..canvas.width())
@@ -129,11 +165,11 @@ impl Sampler for CorrectSampler {
                     if let Some((token, confidence)) =
                         self.revision(&probabilities, canvas.rows[row][column])
                     {
+                        let token = if remask { canvas.mask_id } else { token };
                         commit(canvas, &mut event, row, column, token, confidence);
                     }
                 }
                 // Fill ceil(masked / steps left) slots, most confident first.
-                let remaining = self.steps - step;
                 let quota = masked.len().div_ceil(remaining);
                 let mut candidates: Vec<(usize, u32, f64)> = masked
                     .iter()

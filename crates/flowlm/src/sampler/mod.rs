@@ -15,7 +15,7 @@ pub mod xflow;
 
 pub use ancestral::{AncestralSampler, UniformProcess};
 pub use autoregressive::AutoregressiveSampler;
-pub use correct::{CorrectSampler, Initialization};
+pub use correct::{CorrectSampler, Initialization, Revision};
 pub use dream::{DreamConfidence, DreamSampler};
 pub use greedy::GreedySampler;
 pub use llada::{

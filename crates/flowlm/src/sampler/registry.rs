@@ -75,6 +75,8 @@ pub struct SamplerSettings {
     pub edit_threshold: f64,
     pub accept_threshold: f64,
     pub initialization: Initialization,
+    /// correct: what happens to a distrusted token.
+    pub revision: super::Revision,
     /// xflow: where the step sizes come from.
     pub step_policy: super::StepPolicyChoice,
     /// llada: LLaDA's fixed commit schedule, or Fast-dLLM's threshold or factor rule.
@@ -102,6 +104,7 @@ impl Default for SamplerSettings {
             edit_threshold: 0.3,
             accept_threshold: 0.9,
             initialization: Initialization::Mask,
+            revision: super::Revision::Replace,
             step_policy: super::StepPolicyChoice::Heuristic,
             parallel: super::ParallelRule::Schedule,
             end_tokens: Vec::new(),
@@ -225,6 +228,7 @@ pub fn build_sampler(
             accept_threshold: s.accept_threshold,
             temperature: s.temperature,
             initialization: s.initialization,
+            revision: s.revision,
             vocabulary: vocabulary.clone(),
         }),
         "uniform" | "duo" => {
