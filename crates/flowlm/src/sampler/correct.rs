@@ -115,7 +115,7 @@ impl CorrectSampler {
     }
 
     /// Whether the filled `current` token should be replaced, and by what.
-    pub fn revision(&self, probabilities: &[f64], current: u32) -> Option<(u32, f64)> {
+    pub fn replacement(&self, probabilities: &[f64], current: u32) -> Option<(u32, f64)> {
         let (best, best_probability) =
             probabilities
                 .iter()
@@ -163,7 +163,7 @@ impl Sampler for CorrectSampler {
                 for column in filled {
                     let probabilities = softmax(logits.at(row, column));
                     if let Some((token, confidence)) =
-                        self.revision(&probabilities, canvas.rows[row][column])
+                        self.replacement(&probabilities, canvas.rows[row][column])
                     {
                         let token = if remask { canvas.mask_id } else { token };
                         commit(canvas, &mut event, row, column, token, confidence);
