@@ -35,7 +35,7 @@ fn confident(length: usize) -> FixedDenoiser {
 
 fn run(
     sampler: &dyn Sampler,
-    denoiser: &FixedDenoiser,
+    denoiser: &dyn Denoiser,
     response: &[u32],
     seed: u64,
 ) -> (Canvas, Vec<StepEvent>) {
@@ -125,21 +125,6 @@ impl Denoiser for PulledDenoiser {
     }
 }
 
-fn run_on(
-    sampler: &dyn Sampler,
-    denoiser: &dyn Denoiser,
-    response: &[u32],
-) -> (Canvas, Vec<StepEvent>) {
-    let mut canvas = Canvas::with_response(&[vec![5, 6]], response, MASK, PAD).unwrap();
-    let mut events = Vec::new();
-    sampler
-        .run(denoiser, &mut canvas, &mut rng_for(0, 0), &mut |e, _| {
-            events.push(e.clone())
-        })
-        .unwrap();
-    (canvas, events)
-}
-
 #[test]
 fn remask_revision_refills_a_distrusted_token_from_the_mask() {
     let denoiser = PulledDenoiser {
@@ -148,7 +133,7 @@ fn remask_revision_refills_a_distrusted_token_from_the_mask() {
     let planted = [2, 3, 8, 5];
     // Replacing takes the guess made while the wrong 8 was visible: its neighbour 9.
     let replace = CorrectSampler::new(4, vocabulary());
-    let (canvas, events) = run_on(&replace, &denoiser, &planted);
+    let (canvas, events) = run(&replace, &denoiser, &planted, 0);
     assert_eq!(events[0].changes[0].token, 9);
     assert_ne!(canvas.response(0)[2], 4);
     // Remasking hides the 8 (step 0), refills the slot from the mask (step 1), then rests.
@@ -156,7 +141,7 @@ fn remask_revision_refills_a_distrusted_token_from_the_mask() {
         revision: Revision::Remask,
         ..CorrectSampler::new(4, vocabulary())
     };
-    let (canvas, events) = run_on(&remask, &denoiser, &planted);
+    let (canvas, events) = run(&remask, &denoiser, &planted, 0);
     assert_eq!(canvas.response(0), &[2, 3, 4, 5]);
     assert_eq!(events[0].changes.len(), 1);
     assert_eq!(events[0].changes[0].kind, ChangeKind::Remasked);
@@ -168,7 +153,7 @@ fn remask_revision_refills_a_distrusted_token_from_the_mask() {
         revision: Revision::Remask,
         ..CorrectSampler::new(1, vocabulary())
     };
-    let (canvas, events) = run_on(&last, &denoiser, &planted);
+    let (canvas, events) = run(&last, &denoiser, &planted, 0);
     assert_eq!(canvas.masked_count(0), 0);
     assert_eq!(events[0].changes[0].kind, ChangeKind::Revised);
     assert!(Revision::parse("rewrite").is_err());

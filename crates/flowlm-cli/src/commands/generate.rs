@@ -133,8 +133,6 @@ pub struct GenerateArgs {
     device: String,
 }
 
-/// The response with masks drawn as a visible placeholder; the slots in `fresh` (this step's
-/// changes) drawn in bold green, so a step that lands several tokens shows them all.
 /// The answer with masked slots as `░`, this step's fills in green and its revisions (a written
 /// token replaced by another: self-correction) in inverse yellow, so corrections show as they
 /// happen.
