@@ -3,7 +3,7 @@
 //! position. Generic over the burn backend through burn's device dispatch: the same code runs on
 //! Flex (CPU) and Vulkan (GPU).
 
-use super::fused::{linear, matmul, swiglu};
+use super::fused::{attention, linear, matmul, swiglu};
 use super::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::error::{FlowError, Result};
 use burn::module::Module;
@@ -12,8 +12,6 @@ use burn::nn::{
     RmsNorm, RmsNormConfig,
 };
 use burn::tensor::activation::{gelu, silu};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -340,21 +338,10 @@ impl TransformerBlock {
             Some((pass, layer)) => pass.attended(layer, fresh),
             None => fresh,
         };
-        let keys = attended.keys.dims()[2];
-        // burn's attention op: a fused kernel on the CPU backend without autodiff (sampling),
-        // the same computation from plain operators under autodiff (training). The mask is
-        // expanded to every head (a view), as the operator's fallback expects.
-        let mask = mask.map(|m| m.expand([batch, self.num_heads, length, keys]));
-        let output = attention(
-            q,
-            attended.keys.clone(),
-            attended.values.clone(),
-            mask,
-            None,
-            AttentionModuleOptions::default(),
-        )
-        .swap_dims(1, 2)
-        .reshape([batch, length, hidden]);
+        // The fused operator in training on the CPU, burn's otherwise (module `fused`).
+        let output = attention(q, attended.keys.clone(), attended.values.clone(), mask)
+            .swap_dims(1, 2)
+            .reshape([batch, length, hidden]);
         let x = x + linear(&self.output, output);
         let f = self
             .feed_forward

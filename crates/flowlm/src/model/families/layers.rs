@@ -4,8 +4,6 @@
 use crate::error::Result;
 use crate::model::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::model::weights::Weights;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor};
 
 /// A weight matrix as the checkpoint stores it, `[rows, columns]` (a linear layer's
@@ -170,9 +168,7 @@ pub fn attend_masked(
     mask: Option<Tensor<4, Bool>>,
 ) -> Tensor<3> {
     let [batch, heads, length, size] = q.dims();
-    let keys = k.dims()[2];
-    let mask = mask.map(|m| m.expand([batch, heads, length, keys]));
-    attention(q, k, v, mask, None, AttentionModuleOptions::default())
+    crate::model::fused::attention(q, k, v, mask)
         .swap_dims(1, 2)
         .reshape([batch, length, heads * size])
 }

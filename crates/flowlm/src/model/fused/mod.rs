@@ -28,6 +28,9 @@ use burn::tensor::{DType, Device, Shape, Tensor};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+mod attention;
+pub use attention::attention;
+
 /// Elements per rayon task: large enough that scheduling costs little, small enough that a
 /// batch-1 feed-forward (tens of thousands of elements) spreads over the cores.
 const CHUNK: usize = 8 * 1024;
@@ -434,7 +437,7 @@ mod tests {
         assert!(exp(200.0).is_finite() && exp(200.0) > 1e38);
     }
 
-    fn values(n: usize, scale: f32, seed: u32) -> Vec<f32> {
+    pub(super) fn values(n: usize, scale: f32, seed: u32) -> Vec<f32> {
         (0..n)
             .map(|i| {
                 let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;

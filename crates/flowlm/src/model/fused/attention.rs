@@ -1,0 +1,485 @@
+//! Scaled dot-product attention for training on the CPU backend, forward and backward in one
+//! operator.
+//!
+//! Under autodiff burn runs attention as its fallback composition: a batched `q k^T`, a scale, a
+//! mask fill, a five-pass softmax with scalar `expf`, a batched product with `v`, and then the
+//! backward of each step (the products' backward copies transposed operands). Here each
+//! (batch row, head) pair is one task on the rayon pool: gemm computes its scores, one vectorised
+//! pass turns them into probabilities, gemm multiplies them with the values. The backward keeps
+//! those probabilities and needs four more products per head plus one pass for the softmax's
+//! gradient, `dS = P * (dP - rowsum(dP * P)) * scale`.
+//!
+//! Sampling keeps burn's operator (burn-flex has a fused kernel without autodiff), as do the GPU,
+//! bf16 and checkpointed autodiff.
+
+use burn::backend::Flex;
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::module::attention as burn_attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+use super::{TrainedTensor, contiguous, exp, values, widest_vectors};
+
+/// softmax(q k^T / sqrt(size), masked) v for `q` `[B, H, L, size]` and `k`, `v` `[B, H, K, size]`;
+/// `mask` broadcasts to `[B, 1 or H, L, K]` and is true where a query must not see a key (a row
+/// that sees no key gets zeros, as in burn's operator). Returns `[B, H, L, size]`.
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Option<Tensor<4, Bool>>,
+) -> Tensor<4> {
+    let [batch, heads, length, _] = q.dims();
+    let keys = k.dims()[2];
+    let shared_by_heads = mask.as_ref().is_none_or(|m| m.dims()[1] == 1);
+    if shared_by_heads && let Some((q, k, v)) = trained(&q, &k, &v) {
+        let blocked = mask.map(|m| {
+            let m = m.expand([batch, 1, length, keys]).into_data();
+            Arc::new(m.iter::<bool>().collect::<Vec<_>>())
+        });
+        return Tensor::from_primitive::<Autodiff<Flex>>(record(q, k, v, blocked));
+    }
+    let mask = mask.map(|m| m.expand([batch, heads, length, keys]));
+    burn_attention(q, k, v, mask, None, AttentionModuleOptions::default())
+}
+
+/// The three tensors as CPU autodiff primitives, when all are f32 on the trained Flex device
+/// without checkpointing.
+fn trained(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+) -> Option<(TrainedTensor, TrainedTensor, TrainedTensor)> {
+    let on_trained_cpu = |t: &Tensor<4>| {
+        let device = t.device();
+        t.dtype() == DType::F32
+            && device.is_autodiff()
+            && device.without_autodiff() == Device::flex()
+    };
+    if !(on_trained_cpu(q) && on_trained_cpu(k) && on_trained_cpu(v)) {
+        return None;
+    }
+    let primitive = |t: &Tensor<4>| t.clone().try_into_primitive::<Autodiff<Flex>>().ok();
+    Some((primitive(q)?, primitive(k)?, primitive(v)?))
+}
+
+/// Records the forward as one autodiff node that keeps its inputs and probabilities.
+fn record(
+    q: TrainedTensor,
+    k: TrainedTensor,
+    v: TrainedTensor,
+    blocked: Option<Arc<Vec<bool>>>,
+) -> TrainedTensor {
+    match AttentionBackward
+        .prepare::<NoCheckpointing>([q.node(), k.node(), v.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let heads = Heads::new(
+                q.primitive().clone(),
+                k.primitive().clone(),
+                v.primitive().clone(),
+            );
+            let (output, probabilities) = forward(&heads, blocked.as_deref().map(Vec::as_slice));
+            prep.finish(
+                AttentionState {
+                    heads,
+                    probabilities,
+                },
+                output,
+            )
+        }
+        OpsKind::UnTracked(prep) => {
+            let heads = Heads::new(q.into_primitive(), k.into_primitive(), v.into_primitive());
+            prep.finish(forward(&heads, blocked.as_deref().map(Vec::as_slice)).0)
+        }
+    }
+}
+
+/// Query, key and value heads, contiguous, with their sizes.
+#[derive(Debug, Clone)]
+struct Heads {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    /// Batch rows times heads.
+    pairs: usize,
+    heads: usize,
+    queries: usize,
+    keys: usize,
+    size: usize,
+}
+
+impl Heads {
+    fn new(q: FlexTensor, k: FlexTensor, v: FlexTensor) -> Self {
+        let q_shape = q.layout().shape().to_vec();
+        let keys = k.layout().shape()[2];
+        Self {
+            q: contiguous(q),
+            k: contiguous(k),
+            v: contiguous(v),
+            pairs: q_shape[0] * q_shape[1],
+            heads: q_shape[1],
+            queries: q_shape[2],
+            keys,
+            size: q_shape[3],
+        }
+    }
+
+    fn scale(&self) -> f32 {
+        1.0 / (self.size as f32).sqrt()
+    }
+
+    fn tensor(&self, values: Vec<f32>, rows: usize) -> FlexTensor {
+        let shape = [self.pairs / self.heads, self.heads, rows, self.size];
+        FlexTensor::from_data(TensorData::new(values, shape))
+    }
+}
+
+/// The output `[B, H, L, size]` and the probabilities `[B * H, L, K]`.
+fn forward(heads: &Heads, blocked: Option<&[bool]>) -> (FlexTensor, FlexTensor) {
+    let (l, kk, d) = (heads.queries, heads.keys, heads.size);
+    let (q, k, v) = (values(&heads.q), values(&heads.k), values(&heads.v));
+    let mut output = vec![0.0f32; heads.pairs * l * d];
+    let mut probabilities = vec![0.0f32; heads.pairs * l * kk];
+    let scale = heads.scale();
+    output
+        .par_chunks_mut(l * d)
+        .zip(probabilities.par_chunks_mut(l * kk))
+        .enumerate()
+        .for_each(|(pair, (out, p))| {
+            let q = Matrix::row_major(&q[pair * l * d..][..l * d], l, d);
+            let k = Matrix::row_major(&k[pair * kk * d..][..kk * d], kk, d);
+            let v = Matrix::row_major(&v[pair * kk * d..][..kk * d], kk, d);
+            multiply(p, q, k.transposed());
+            let rows_blocked = blocked.map_or(&[][..], |b| {
+                let row = pair / heads.heads;
+                &b[row * l * kk..][..l * kk]
+            });
+            widest_vectors!(softmax_rows(
+                p: &mut [f32],
+                rows_blocked: &[bool],
+                kk: usize,
+                scale: f32
+            ));
+            multiply(out, Matrix::row_major(p, l, kk), v);
+        });
+    let probabilities = FlexTensor::from_data(TensorData::new(probabilities, [heads.pairs, l, kk]));
+    (heads.tensor(output, l), probabilities)
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+#[derive(Debug, Clone)]
+struct AttentionState {
+    heads: Heads,
+    probabilities: FlexTensor,
+}
+
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = AttentionState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let gradients = gradients(&ops.state, values(&grad));
+        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, gradient);
+            }
+        }
+    }
+}
+
+/// The gradients of q, k and v for the output's gradient `grad` `[B, H, L, size]`.
+fn gradients(state: &AttentionState, grad: &[f32]) -> [FlexTensor; 3] {
+    let heads = &state.heads;
+    let (l, kk, d) = (heads.queries, heads.keys, heads.size);
+    let (q, k, v) = (values(&heads.q), values(&heads.k), values(&heads.v));
+    let probabilities = values(&state.probabilities);
+    let scale = heads.scale();
+    let mut d_q = vec![0.0f32; heads.pairs * l * d];
+    let mut d_k = vec![0.0f32; heads.pairs * kk * d];
+    let mut d_v = vec![0.0f32; heads.pairs * kk * d];
+    d_q.par_chunks_mut(l * d)
+        .zip(d_k.par_chunks_mut(kk * d))
+        .zip(d_v.par_chunks_mut(kk * d))
+        .enumerate()
+        .for_each(|(pair, ((d_q, d_k), d_v))| {
+            let q = Matrix::row_major(&q[pair * l * d..][..l * d], l, d);
+            let k = Matrix::row_major(&k[pair * kk * d..][..kk * d], kk, d);
+            let v = Matrix::row_major(&v[pair * kk * d..][..kk * d], kk, d);
+            let p = Matrix::row_major(&probabilities[pair * l * kk..][..l * kk], l, kk);
+            let d_out = Matrix::row_major(&grad[pair * l * d..][..l * d], l, d);
+            multiply(d_v, p.transposed(), d_out);
+            // d P, then d S = P * (d P - rowsum(d P * P)) * scale in its place.
+            let mut d_scores = vec![0.0f32; l * kk];
+            multiply(&mut d_scores, d_out, v.transposed());
+            let (d_p, p) = (&mut d_scores[..], p.values);
+            widest_vectors!(softmax_gradient_rows(
+                d_p: &mut [f32],
+                p: &[f32],
+                kk: usize,
+                scale: f32
+            ));
+            let d_s = Matrix::row_major(&d_scores, l, kk);
+            multiply(d_q, d_s, k);
+            multiply(d_k, d_s.transposed(), q);
+        });
+    [
+        heads.tensor(d_q, l),
+        heads.tensor(d_k, kk),
+        heads.tensor(d_v, kk),
+    ]
+}
+
+/// Each row of `scores` (`width` wide) scaled, masked where `blocked` (empty: nothing is) and
+/// turned into probabilities; a row with every key blocked becomes zeros.
+#[inline(always)]
+fn softmax_rows(scores: &mut [f32], blocked: &[bool], width: usize, scale: f32) {
+    for (i, row) in scores.chunks_exact_mut(width).enumerate() {
+        if blocked.is_empty() {
+            row.iter_mut().for_each(|x| *x *= scale);
+        } else {
+            let blocked = &blocked[i * width..][..width];
+            for (x, &b) in row.iter_mut().zip(blocked) {
+                *x = if b { f32::NEG_INFINITY } else { *x * scale };
+            }
+        }
+        let max = lanes_max(row);
+        if max == f32::NEG_INFINITY {
+            row.fill(0.0);
+            continue;
+        }
+        for x in row.iter_mut() {
+            // Blocked entries are -inf, which the clamped `exp` would not send to 0.
+            *x = if *x == f32::NEG_INFINITY {
+                0.0
+            } else {
+                exp(*x - max)
+            };
+        }
+        let inverse = 1.0 / lanes_sum(row);
+        row.iter_mut().for_each(|x| *x *= inverse);
+    }
+}
+
+/// `d_p` (the probabilities' gradient) becomes the scores' gradient, row by row:
+/// `p * (d_p - sum(d_p * p)) * scale`.
+#[inline(always)]
+fn softmax_gradient_rows(d_p: &mut [f32], p: &[f32], width: usize, scale: f32) {
+    for (d_row, p_row) in d_p.chunks_exact_mut(width).zip(p.chunks_exact(width)) {
+        let along = lanes_dot(d_row, p_row);
+        for (d, &p) in d_row.iter_mut().zip(p_row) {
+            *d = p * (*d - along) * scale;
+        }
+    }
+}
+
+/// Lanes of partial results, so that the reductions vectorise (f32 addition is not
+/// associative, so the compiler will not reorder a plain running sum).
+const LANES: usize = 16;
+
+#[inline(always)]
+fn lanes_max(x: &[f32]) -> f32 {
+    let mut partial = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in partial.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    partial
+        .iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+#[inline(always)]
+fn lanes_sum(x: &[f32]) -> f32 {
+    let mut partial = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (s, &v) in partial.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    partial.iter().chain(rest).sum()
+}
+
+#[inline(always)]
+fn lanes_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut partial = [0.0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let rest: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for ((s, &x), &y) in partial.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    partial.iter().sum::<f32>() + rest
+}
+
+/// A matrix read from a slice: element (i, j) at `i * row_stride + j * column_stride`.
+#[derive(Clone, Copy)]
+struct Matrix<'a> {
+    values: &'a [f32],
+    rows: usize,
+    columns: usize,
+    row_stride: usize,
+    column_stride: usize,
+}
+
+impl<'a> Matrix<'a> {
+    fn row_major(values: &'a [f32], rows: usize, columns: usize) -> Self {
+        assert_eq!(values.len(), rows * columns, "a row-major matrix's length");
+        Self {
+            values,
+            rows,
+            columns,
+            row_stride: columns,
+            column_stride: 1,
+        }
+    }
+
+    fn transposed(self) -> Self {
+        Self {
+            rows: self.columns,
+            columns: self.rows,
+            row_stride: self.column_stride,
+            column_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// `out` (row-major `[a.rows, b.columns]`, every element written) = `a @ b`, on this thread:
+/// the callers already spread (batch row, head) pairs over the pool.
+fn multiply(out: &mut [f32], a: Matrix, b: Matrix) {
+    assert_eq!(a.columns, b.rows, "inner dimensions of a product");
+    assert_eq!(out.len(), a.rows * b.columns, "a product's output length");
+    // The row-major constructor fixed each slice's length to rows * columns, so every strided
+    // read below stays inside it.
+    let (m, n, k) = (a.rows, b.columns, a.columns);
+    // SAFETY: `a` and `b` address `rows * columns` elements of their own slices through their
+    // strides (checked at construction); gemm writes all `m * n` elements of `out` (`read_dst`
+    // is false) and reads nothing else.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.values.as_ptr(),
+            a.column_stride as isize,
+            a.row_stride as isize,
+            b.values.as_ptr(),
+            b.column_stride as isize,
+            b.row_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fused::tests::values;
+
+    const SHAPE: [usize; 4] = [2, 3, 5, 8];
+
+    /// Row 0 pads its first key and its query 3 sees no key at all; row 1 is causal.
+    fn mask(device: &Device) -> Tensor<4, Bool> {
+        let (l, k) = (SHAPE[2], SHAPE[2]);
+        let mut blocked = vec![false; 2 * l * k];
+        for i in 0..l {
+            blocked[i * k] = true;
+            for j in i + 1..k {
+                blocked[l * k + i * k + j] = true;
+            }
+        }
+        blocked[3 * k..4 * k].fill(true);
+        Tensor::<4, Bool>::from_data(TensorData::new(blocked, [2, 1, l, k]), device)
+    }
+
+    #[test]
+    fn fused_attention_and_its_gradients_equal_burns_operator() {
+        let device = Device::flex().autodiff();
+        let n = SHAPE.iter().product();
+        let tensor = |seed: u32| {
+            Tensor::<4>::from_data(TensorData::new(values(n, 2.0, seed), SHAPE), &device)
+        };
+        let run = |fused: bool| {
+            let (q, k, v) = (
+                tensor(1).require_grad(),
+                tensor(2).require_grad(),
+                tensor(3).require_grad(),
+            );
+            let output = if fused {
+                assert!(trained(&q, &k, &v).is_some(), "the fused path is taken");
+                attention(q.clone(), k.clone(), v.clone(), Some(mask(&device)))
+            } else {
+                let m = mask(&device).expand([2, 3, 5, 5]);
+                let options = AttentionModuleOptions::default();
+                burn_attention(q.clone(), k.clone(), v.clone(), Some(m), None, options)
+            };
+            // A non-uniform upstream gradient, so each element's chain rule is checked.
+            let grads = (output.clone() * tensor(4)).sum().backward();
+            let read = |t: &Tensor<4>| t.grad(&grads).expect("a gradient").into_data();
+            [output.into_data(), read(&q), read(&k), read(&v)]
+        };
+        let tolerance = burn::tensor::Tolerance::<f32>::rel_abs(1e-4, 1e-5);
+        for (fused, reference) in run(true).iter().zip(&run(false)) {
+            fused.assert_approx_eq::<f32>(reference, tolerance);
+        }
+    }
+
+    #[test]
+    fn a_query_that_sees_no_key_gets_zeros_and_no_gradient() {
+        let device = Device::flex().autodiff();
+        let n = SHAPE.iter().product();
+        let tensor = |seed: u32| {
+            Tensor::<4>::from_data(TensorData::new(values(n, 2.0, seed), SHAPE), &device)
+        };
+        let q = tensor(1).require_grad();
+        let output = attention(q.clone(), tensor(2), tensor(3), Some(mask(&device)));
+        let grads = (output.clone() * tensor(4)).sum().backward();
+        let [_, _, _, d] = SHAPE;
+        let blind = |t: Tensor<4>| {
+            t.slice([0..1, 0..3, 3..4, 0..d])
+                .abs()
+                .max()
+                .into_scalar::<f32>()
+        };
+        assert_eq!(blind(output.inner()), 0.0);
+        assert_eq!(blind(q.grad(&grads).expect("a gradient")), 0.0);
+    }
+}
