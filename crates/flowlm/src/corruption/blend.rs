@@ -118,7 +118,7 @@ impl Corruption for MaskAndBlend {
             None
         };
         let logits = read(self.input_weights(&corrupted, own.as_deref(), rng))?;
-        let per_position = cross_entropy_per_position(logits, &corrupted.targets, device);
+        let per_position = cross_entropy_per_position(logits, &corrupted.targets);
         let scores = TensorData::new(corrupted.weights, [clean.batch, clean.length]);
         let scores = Tensor::<2>::from_data(scores, device);
         Ok((per_position * scores)

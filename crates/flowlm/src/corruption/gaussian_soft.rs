@@ -258,9 +258,7 @@ impl Corruption for GaussianSoftCorruption {
             SoftTokenLoss::SymmetricKl => {
                 symmetric_kl_to_one_hot(logits, &corrupted.targets, device)
             }
-            SoftTokenLoss::CrossEntropy => {
-                cross_entropy_per_position(logits, &corrupted.targets, device)
-            }
+            SoftTokenLoss::CrossEntropy => cross_entropy_per_position(logits, &corrupted.targets),
         };
         let weights =
             Tensor::<2>::from_data(TensorData::new(corrupted.weights, [batch, length]), device);

@@ -3,7 +3,7 @@
 //! position. Generic over the burn backend through burn's device dispatch: the same code runs on
 //! Flex (CPU) and Vulkan (GPU).
 
-use super::fused::{attention, linear, matmul, swiglu};
+use super::fused::{self, attention, linear, matmul, swiglu};
 use super::kv_cache::{CachePass, KvCache, KvPair, run_layers};
 use crate::error::{FlowError, Result};
 use burn::module::Module;
@@ -309,6 +309,12 @@ struct Rotary {
     sin: Tensor<4>,
 }
 
+impl Rotary {
+    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        fused::rotary(x, self.cos.clone(), self.sin.clone())
+    }
+}
+
 impl TransformerBlock {
     /// The block on `x` (the columns a pass computes); also returns the keys/values it attended
     /// to, which a recording pass keeps. `cache` is the pass and this layer's index.
@@ -330,8 +336,8 @@ impl TransformerBlock {
         let mut k = split(linear(&self.key, h.clone()));
         let v = split(linear(&self.value, h));
         if let Some(r) = rotary {
-            q = apply_rotary(q, r);
-            k = apply_rotary(k, r);
+            q = r.apply(q);
+            k = r.apply(k);
         }
         let fresh = KvPair { keys: k, values: v };
         let attended = match cache {
@@ -348,17 +354,6 @@ impl TransformerBlock {
             .forward(self.feed_forward_norm.forward(x.clone()));
         (x + f, attended)
     }
-}
-
-fn rotate_half(x: Tensor<4>) -> Tensor<4> {
-    let [b, h, l, d] = x.dims();
-    let first = x.clone().slice([0..b, 0..h, 0..l, 0..d / 2]);
-    let second = x.slice([0..b, 0..h, 0..l, d / 2..d]);
-    Tensor::cat(vec![second.neg(), first], 3)
-}
-
-fn apply_rotary(x: Tensor<4>, r: &Rotary) -> Tensor<4> {
-    x.clone() * r.cos.clone() + rotate_half(x) * r.sin.clone()
 }
 
 /// What the network reads: token ids or input embeddings (soft tokens, flow states).

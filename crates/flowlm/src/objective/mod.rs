@@ -7,6 +7,8 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::model::fused::cross_entropy;
+
 use crate::corruption::CorruptedBatch;
 
 /// sum_i w_i * CE(logits_i, target_i) / normalizer, as a scalar tensor.
@@ -16,12 +18,16 @@ pub fn weighted_cross_entropy(
     weights: Tensor<2>,
     normalizer: f32,
 ) -> Tensor<1> {
-    let [batch, length, _] = logits.dims();
-    let log_probs = log_softmax(logits, 2);
-    let picked = log_probs
-        .gather(2, targets.reshape([batch, length, 1]))
-        .reshape([batch, length]);
-    (picked.neg() * weights).sum().div_scalar(normalizer)
+    let [batch, length, vocab] = logits.dims();
+    let targets: Vec<u32> = targets
+        .into_data()
+        .iter::<i64>()
+        .map(|t| t as u32)
+        .collect();
+    let per_position = cross_entropy(logits.reshape([batch * length, vocab]), &targets);
+    (per_position.reshape([batch, length]) * weights)
+        .sum()
+        .div_scalar(normalizer)
 }
 
 /// Device tensors for a corrupted batch's input: (ids `[rows, length]`, time `[rows]`).
@@ -68,23 +74,9 @@ pub enum SoftTokenLoss {
 }
 
 /// Per-position cross-entropy -ln softmax(logits)[target], `[B, L]`.
-pub fn cross_entropy_per_position(
-    logits: Tensor<3>,
-    targets: &[u32],
-    device: &Device,
-) -> Tensor<2> {
-    let [batch, length, _] = logits.dims();
-    let targets = Tensor::<3, Int>::from_data(
-        TensorData::new(
-            targets.iter().map(|&t| t as i64).collect::<Vec<_>>(),
-            [batch, length, 1],
-        ),
-        device,
-    );
-    log_softmax(logits, 2)
-        .gather(2, targets)
-        .neg()
-        .reshape([batch, length])
+pub fn cross_entropy_per_position(logits: Tensor<3>, targets: &[u32]) -> Tensor<2> {
+    let [batch, length, vocab] = logits.dims();
+    cross_entropy(logits.reshape([batch * length, vocab]), targets).reshape([batch, length])
 }
 
 /// How seed 001's symmetric KL weighs each row by its noise level t (ALGORITHMS.md, Duo).

@@ -255,15 +255,7 @@ impl RotaryTables {
                 .select(0, positions.clone().reshape([batch * length]))
                 .reshape([batch, 1, length, size])
         };
-        let half = size / 2;
-        let first = x
-            .clone()
-            .slice([0..batch, 0..x.dims()[1], 0..length, 0..half]);
-        let second = x
-            .clone()
-            .slice([0..batch, 0..x.dims()[1], 0..length, half..size]);
-        let rotated = Tensor::cat(vec![second.neg(), first], 3);
-        x * rows(&self.cos) + rotated * rows(&self.sin)
+        crate::model::fused::rotary(x, rows(&self.cos), rows(&self.sin))
     }
 }
 

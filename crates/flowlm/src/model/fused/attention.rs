@@ -25,7 +25,9 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::{TrainedTensor, contiguous, exp, values, widest_vectors};
+use super::{
+    TrainedTensor, contiguous, exp, lanes_dot, lanes_max, lanes_sum, values, widest_vectors,
+};
 
 /// softmax(q k^T / sqrt(size), masked) v for `q` `[B, H, L, size]` and `k`, `v` `[B, H, K, size]`;
 /// `mask` broadcasts to `[B, 1 or H, L, K]` and is true where a query must not see a key (a row
@@ -287,57 +289,6 @@ fn softmax_gradient_rows(d_p: &mut [f32], p: &[f32], width: usize, scale: f32) {
             *d = p * (*d - along) * scale;
         }
     }
-}
-
-/// Lanes of partial results, so that the reductions vectorise (f32 addition is not
-/// associative, so the compiler will not reorder a plain running sum).
-const LANES: usize = 16;
-
-#[inline(always)]
-fn lanes_max(x: &[f32]) -> f32 {
-    let mut partial = [f32::NEG_INFINITY; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (m, &v) in partial.iter_mut().zip(chunk) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    partial
-        .iter()
-        .chain(rest)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
-}
-
-#[inline(always)]
-fn lanes_sum(x: &[f32]) -> f32 {
-    let mut partial = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (s, &v) in partial.iter_mut().zip(chunk) {
-            *s += v;
-        }
-    }
-    partial.iter().chain(rest).sum()
-}
-
-#[inline(always)]
-fn lanes_dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut partial = [0.0f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let rest: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for ((s, &x), &y) in partial.iter_mut().zip(x).zip(y) {
-            *s += x * y;
-        }
-    }
-    partial.iter().sum::<f32>() + rest
 }
 
 /// A matrix read from a slice: element (i, j) at `i * row_stride + j * column_stride`.

@@ -29,7 +29,11 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 mod attention;
+mod cross_entropy;
+mod rotary;
 pub use attention::attention;
+pub use cross_entropy::cross_entropy;
+pub use rotary::rotary;
 
 /// Elements per rayon task: large enough that scheduling costs little, small enough that a
 /// batch-1 feed-forward (tens of thousands of elements) spreads over the cores.
@@ -332,17 +336,17 @@ fn swiglu_gradients(
 }
 
 /// Calls `lanes(args)` compiled for the widest vector unit this CPU has (AVX-512, else AVX2 +
-/// FMA, else the build's baseline), chosen at run time.
+/// FMA, else the build's baseline), chosen at run time; `-> type` names what `lanes` returns.
 macro_rules! widest_vectors {
-    ($lanes:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
+    ($lanes:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {{
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f")]
-            fn avx512($($arg: $ty),*) {
+            fn avx512($($arg: $ty),*) $(-> $ret)? {
                 $lanes($($arg),*)
             }
             #[target_feature(enable = "avx2,fma")]
-            fn avx2($($arg: $ty),*) {
+            fn avx2($($arg: $ty),*) $(-> $ret)? {
                 $lanes($($arg),*)
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
@@ -385,6 +389,57 @@ fn swiglu_gradient_lanes(
         *dg = o * u * s * (1.0 + g * (1.0 - s));
         *du = o * g * s;
     }
+}
+
+/// Lanes of partial results, so that the reductions vectorise (f32 addition is not
+/// associative, so the compiler will not reorder a plain running sum).
+const LANES: usize = 16;
+
+#[inline(always)]
+fn lanes_max(x: &[f32]) -> f32 {
+    let mut partial = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in partial.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    partial
+        .iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+#[inline(always)]
+fn lanes_sum(x: &[f32]) -> f32 {
+    let mut partial = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (s, &v) in partial.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    partial.iter().chain(rest).sum()
+}
+
+#[inline(always)]
+fn lanes_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut partial = [0.0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let rest: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for ((s, &x), &y) in partial.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    partial.iter().sum::<f32>() + rest
 }
 
 /// `e^x` for f32, branch-free (Cephes' `expf`: 2^n times a degree-6 polynomial on the
