@@ -105,6 +105,14 @@ impl TopChoices {
     /// `first_column`, `forbidden` never chosen: only `[B, L]` values reach the host.
     pub fn on_device(logits: Tensor<3>, forbidden: u32, first_column: usize) -> Result<Self> {
         let [_, length, _] = logits.dims();
+        if let Some((tokens, probabilities)) = fused::top_choices(&logits, forbidden) {
+            return Ok(Self {
+                length,
+                first_column,
+                tokens,
+                probabilities,
+            });
+        }
         let logits = forbidding(logits, forbidden);
         let (max, argmax) = logits.clone().max_dim_with_indices(2);
         // p(argmax) = 1 / sum_v exp(l_v - max).

@@ -19,7 +19,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::{TrainedTensor, contiguous, exp, lanes_max, lanes_sum, values, widest_vectors};
+use super::{TrainedTensor, contiguous, exp, exp_sum, lanes_max, values, widest_vectors};
 
 /// `-ln softmax(logits[i])[targets[i]]` for each row of `logits` `[rows, vocab]` -> `[rows]`.
 ///
@@ -168,16 +168,7 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
 #[inline(always)]
 fn log_normaliser(row: &[f32]) -> f32 {
     let max = lanes_max(row);
-    let mut shifted = [0.0f32; 64];
-    let mut total = 0.0;
-    for chunk in row.chunks(shifted.len()) {
-        let part = &mut shifted[..chunk.len()];
-        for (s, &x) in part.iter_mut().zip(chunk) {
-            *s = exp(x - max);
-        }
-        total += lanes_sum(part);
-    }
-    max + total.ln()
+    max + exp_sum(row, max).ln()
 }
 
 #[inline(always)]

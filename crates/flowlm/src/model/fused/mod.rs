@@ -31,9 +31,11 @@ use rayon::prelude::*;
 mod attention;
 mod cross_entropy;
 mod rotary;
+mod top_choices;
 pub use attention::attention;
 pub use cross_entropy::cross_entropy;
 pub use rotary::rotary;
+pub use top_choices::top_choices;
 
 /// Elements per rayon task: large enough that scheduling costs little, small enough that a
 /// batch-1 feed-forward (tens of thousands of elements) spreads over the cores.
@@ -440,6 +442,21 @@ fn lanes_dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     partial.iter().sum::<f32>() + rest
+}
+
+/// `sum exp(x - shift)` over `x`, in blocks that stay in registers.
+#[inline(always)]
+fn exp_sum(x: &[f32], shift: f32) -> f32 {
+    let mut shifted = [0.0f32; 64];
+    let mut total = 0.0;
+    for chunk in x.chunks(shifted.len()) {
+        let part = &mut shifted[..chunk.len()];
+        for (s, &v) in part.iter_mut().zip(chunk) {
+            *s = exp(v - shift);
+        }
+        total += lanes_sum(part);
+    }
+    total
 }
 
 /// `e^x` for f32, branch-free (Cephes' `expf`: 2^n times a degree-6 polynomial on the
