@@ -26,9 +26,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::{
-    TrainedTensor, contiguous, exp, lanes_dot, lanes_max, lanes_sum, values, widest_vectors,
-};
+use super::{TrainedTensor, exp, lanes_dot, lanes_max, lanes_sum, values, widest_vectors};
 
 /// softmax(q k^T / sqrt(size), masked) v for `q` `[B, H, L, size]` and `k`, `v` `[B, H, K, size]`;
 /// `mask` broadcasts to `[B, 1 or H, L, K]` and is true where a query must not see a key (a row
@@ -115,14 +113,13 @@ fn record(
     }
 }
 
-/// Query, key and value heads, contiguous, with their sizes.
+/// Query, key and value heads `[B, H, rows, size]`, read through their strides.
 #[derive(Debug, Clone)]
 struct Heads {
     q: FlexTensor,
     k: FlexTensor,
     v: FlexTensor,
-    /// Batch rows times heads.
-    pairs: usize,
+    batch: usize,
     heads: usize,
     queries: usize,
     keys: usize,
@@ -134,10 +131,10 @@ impl Heads {
         let q_shape = q.layout().shape().to_vec();
         let keys = k.layout().shape()[2];
         Self {
-            q: contiguous(q),
-            k: contiguous(k),
-            v: contiguous(v),
-            pairs: q_shape[0] * q_shape[1],
+            q: readable(q),
+            k: readable(k),
+            v: readable(v),
+            batch: q_shape[0],
             heads: q_shape[1],
             queries: q_shape[2],
             keys,
@@ -145,29 +142,56 @@ impl Heads {
         }
     }
 
+    fn pairs(&self) -> usize {
+        self.batch * self.heads
+    }
+
     fn scale(&self) -> f32 {
         1.0 / (self.size as f32).sqrt()
     }
 
-    fn tensor(&self, values: Vec<f32>, rows: usize) -> FlexTensor {
-        let shape = [self.pairs / self.heads, self.heads, rows, self.size];
-        FlexTensor::from_data(TensorData::new(values, shape))
+    /// Room for a `[B, H, rows, size]` result that the pairs fill in parallel.
+    fn result(&self, rows: usize) -> Interleaved {
+        Interleaved::new(self.batch, self.heads, rows, self.size)
     }
+}
+
+/// `t` itself, or a copy when a stride is negative (a flipped view), so that every stride reads
+/// forward from the view's start.
+fn readable(t: FlexTensor) -> FlexTensor {
+    if t.layout().strides().iter().all(|&s| s >= 0) {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// Pair `pair`'s `[rows, size]` matrix of `t` `[B, H, rows, size]` (strides all non-negative).
+fn head_matrix(t: &FlexTensor, heads: usize, pair: usize) -> Matrix<'_> {
+    let layout = t.layout();
+    let (shape, strides) = (layout.shape(), layout.strides());
+    let stride = |i: usize| strides[i] as usize;
+    let offset = layout.start_offset() + pair / heads * stride(0) + pair % heads * stride(1);
+    Matrix::strided(
+        &t.storage::<f32>()[offset..],
+        shape[2],
+        shape[3],
+        stride(2),
+        stride(3),
+    )
 }
 
 /// The output `[B, H, L, size]` and, when `keep` (for the backward), the probabilities
 /// `[B * H, L, K]`; without it each task reuses one scratch buffer and the second tensor is empty.
 fn forward(heads: &Heads, blocked: Option<&[bool]>, keep: bool) -> (FlexTensor, FlexTensor) {
-    let (l, kk, d) = (heads.queries, heads.keys, heads.size);
-    let (q, k, v) = (values(&heads.q), values(&heads.k), values(&heads.v));
-    let mut output = vec![0.0f32; heads.pairs * l * d];
-    let mut probabilities = vec![0.0f32; if keep { heads.pairs * l * kk } else { 0 }];
+    let (l, kk) = (heads.queries, heads.keys);
+    let mut output = heads.result(l);
+    let destinations = output.destinations();
+    let mut probabilities = vec![0.0f32; if keep { heads.pairs() * l * kk } else { 0 }];
     let scale = heads.scale();
-    let attend = |pair: usize, out: &mut [f32], p: &mut [f32]| {
-        let q = Matrix::row_major(&q[pair * l * d..][..l * d], l, d);
-        let k = Matrix::row_major(&k[pair * kk * d..][..kk * d], kk, d);
-        let v = Matrix::row_major(&v[pair * kk * d..][..kk * d], kk, d);
-        multiply(p, q, k.transposed());
+    let attend = |pair: usize, p: &mut [f32]| {
+        let matrix = |t| head_matrix(t, heads.heads, pair);
+        multiply(p, matrix(&heads.q), matrix(&heads.k).transposed());
         let rows_blocked = blocked.map_or(&[][..], |b| {
             let row = pair / heads.heads;
             &b[row * l * kk..][..l * kk]
@@ -178,22 +202,29 @@ fn forward(heads: &Heads, blocked: Option<&[bool]>, keep: bool) -> (FlexTensor, 
             kk: usize,
             scale: f32
         ));
-        multiply(out, Matrix::row_major(p, l, kk), v);
+        // SAFETY: each pair is attended once, and pairs write disjoint rows of `output`, which
+        // outlives this loop.
+        unsafe {
+            multiply_into(
+                destinations.of(pair),
+                Matrix::row_major(p, l, kk),
+                matrix(&heads.v),
+            )
+        };
     };
-    let outputs = output.par_chunks_mut(l * d).enumerate();
     if keep {
-        outputs
-            .zip(probabilities.par_chunks_mut(l * kk))
-            .for_each(|((pair, out), p)| attend(pair, out, p));
+        probabilities
+            .par_chunks_mut(l * kk)
+            .enumerate()
+            .for_each(|(pair, p)| attend(pair, p));
     } else {
-        outputs.for_each_init(
-            || vec![0.0f32; l * kk],
-            |p, (pair, out)| attend(pair, out, p),
-        );
+        (0..heads.pairs())
+            .into_par_iter()
+            .for_each_init(|| vec![0.0f32; l * kk], |p, pair| attend(pair, p));
     }
-    let kept = if keep { heads.pairs } else { 0 };
+    let kept = if keep { heads.pairs() } else { 0 };
     let probabilities = FlexTensor::from_data(TensorData::new(probabilities, [kept, l, kk]));
-    (heads.tensor(output, l), probabilities)
+    (output.into_heads(), probabilities)
 }
 
 #[derive(Debug)]
@@ -214,8 +245,8 @@ impl Backward<Flex, 3> for AttentionBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let grad = contiguous(grads.consume::<Flex>(&ops.node));
-        let gradients = gradients(&ops.state, values(&grad));
+        let grad = readable(grads.consume::<Flex>(&ops.node));
+        let gradients = gradients(&ops.state, &grad);
         for (node, gradient) in ops.parents.into_iter().zip(gradients) {
             if let Some(node) = node {
                 grads.register::<Flex>(node.id, gradient);
@@ -225,29 +256,24 @@ impl Backward<Flex, 3> for AttentionBackward {
 }
 
 /// The gradients of q, k and v for the output's gradient `grad` `[B, H, L, size]`.
-fn gradients(state: &AttentionState, grad: &[f32]) -> [FlexTensor; 3] {
+fn gradients(state: &AttentionState, grad: &FlexTensor) -> [FlexTensor; 3] {
     let heads = &state.heads;
-    let (l, kk, d) = (heads.queries, heads.keys, heads.size);
-    let (q, k, v) = (values(&heads.q), values(&heads.k), values(&heads.v));
+    let (l, kk) = (heads.queries, heads.keys);
     let probabilities = values(&state.probabilities);
     let scale = heads.scale();
-    let mut d_q = vec![0.0f32; heads.pairs * l * d];
-    let mut d_k = vec![0.0f32; heads.pairs * kk * d];
-    let mut d_v = vec![0.0f32; heads.pairs * kk * d];
-    d_q.par_chunks_mut(l * d)
-        .zip(d_k.par_chunks_mut(kk * d))
-        .zip(d_v.par_chunks_mut(kk * d))
-        .enumerate()
-        .for_each(|(pair, ((d_q, d_k), d_v))| {
-            let q = Matrix::row_major(&q[pair * l * d..][..l * d], l, d);
-            let k = Matrix::row_major(&k[pair * kk * d..][..kk * d], kk, d);
-            let v = Matrix::row_major(&v[pair * kk * d..][..kk * d], kk, d);
-            let p = Matrix::row_major(&probabilities[pair * l * kk..][..l * kk], l, kk);
-            let d_out = Matrix::row_major(&grad[pair * l * d..][..l * d], l, d);
-            multiply(d_v, p.transposed(), d_out);
+    let (mut d_q, mut d_k, mut d_v) = (heads.result(l), heads.result(kk), heads.result(kk));
+    let (q_rows, k_rows, v_rows) = (d_q.destinations(), d_k.destinations(), d_v.destinations());
+    probabilities.par_chunks(l * kk).enumerate().for_each_init(
+        || vec![0.0f32; l * kk],
+        |d_scores, (pair, p)| {
+            let matrix = |t| head_matrix(t, heads.heads, pair);
+            let p = Matrix::row_major(p, l, kk);
+            let d_out = matrix(grad);
+            // SAFETY (each `multiply_into` below): every pair runs once and writes its own
+            // rows of d_q, d_k and d_v, which outlive this loop.
+            unsafe { multiply_into(v_rows.of(pair), p.transposed(), d_out) };
             // d P, then d S = P * (d P - rowsum(d P * P)) * scale in its place.
-            let mut d_scores = vec![0.0f32; l * kk];
-            multiply(&mut d_scores, d_out, v.transposed());
+            multiply(d_scores, d_out, matrix(&heads.v).transposed());
             let (d_p, p) = (&mut d_scores[..], p.values);
             widest_vectors!(softmax_gradient_rows(
                 d_p: &mut [f32],
@@ -255,15 +281,12 @@ fn gradients(state: &AttentionState, grad: &[f32]) -> [FlexTensor; 3] {
                 kk: usize,
                 scale: f32
             ));
-            let d_s = Matrix::row_major(&d_scores, l, kk);
-            multiply(d_q, d_s, k);
-            multiply(d_k, d_s.transposed(), q);
-        });
-    [
-        heads.tensor(d_q, l),
-        heads.tensor(d_k, kk),
-        heads.tensor(d_v, kk),
-    ]
+            let d_s = Matrix::row_major(d_scores, l, kk);
+            unsafe { multiply_into(q_rows.of(pair), d_s, matrix(&heads.k)) };
+            unsafe { multiply_into(k_rows.of(pair), d_s.transposed(), matrix(&heads.q)) };
+        },
+    );
+    [d_q.into_heads(), d_k.into_heads(), d_v.into_heads()]
 }
 
 /// Each row of `scores` (`width` wide) scaled, masked where `blocked` (empty: nothing is) and
@@ -322,12 +345,28 @@ struct Matrix<'a> {
 impl<'a> Matrix<'a> {
     fn row_major(values: &'a [f32], rows: usize, columns: usize) -> Self {
         assert_eq!(values.len(), rows * columns, "a row-major matrix's length");
+        Self::strided(values, rows, columns, columns, 1)
+    }
+
+    /// # Panics
+    /// When an element falls outside `values`, so that products read inside it only.
+    fn strided(
+        values: &'a [f32],
+        rows: usize,
+        columns: usize,
+        row_stride: usize,
+        column_stride: usize,
+    ) -> Self {
+        if rows > 0 && columns > 0 {
+            let last = (rows - 1) * row_stride + (columns - 1) * column_stride;
+            assert!(last < values.len(), "a strided matrix inside its values");
+        }
         Self {
             values,
             rows,
             columns,
-            row_stride: columns,
-            column_stride: 1,
+            row_stride,
+            column_stride,
         }
     }
 
@@ -342,25 +381,120 @@ impl<'a> Matrix<'a> {
     }
 }
 
+/// A `[B, H, rows, size]` result stored as `[B, rows, H, size]`: in that order a head's rows are
+/// already where the caller's `swap_dims(1, 2)` and reshape to `[B, rows, H * size]` (the next
+/// projection's input, or the split's gradient) need them, so neither copies.
+struct Interleaved {
+    values: Vec<f32>,
+    batch: usize,
+    heads: usize,
+    rows: usize,
+    size: usize,
+}
+
+impl Interleaved {
+    fn new(batch: usize, heads: usize, rows: usize, size: usize) -> Self {
+        Self {
+            values: vec![0.0; batch * rows * heads * size],
+            batch,
+            heads,
+            rows,
+            size,
+        }
+    }
+
+    /// Where each pair's rows go; valid while `self` is neither moved nor dropped.
+    fn destinations(&mut self) -> Destinations {
+        Destinations {
+            start: self.values.as_mut_ptr(),
+            heads: self.heads,
+            rows: self.rows,
+            size: self.size,
+        }
+    }
+
+    fn into_heads(self) -> FlexTensor {
+        let shape = [self.batch, self.rows, self.heads, self.size];
+        FlexTensor::from_data(TensorData::new(self.values, shape)).transpose(1, 2)
+    }
+}
+
+/// The pairs' rows in an [`Interleaved`] buffer, shared by the tasks that fill it: pair
+/// (b, h) owns the elements `b * rows * H * size + r * H * size + h * size + (0..size)`, which
+/// no other pair touches.
+#[derive(Clone, Copy)]
+struct Destinations {
+    start: *mut f32,
+    heads: usize,
+    rows: usize,
+    size: usize,
+}
+
+// SAFETY: the tasks that share it write disjoint elements (one pair each).
+unsafe impl Send for Destinations {}
+unsafe impl Sync for Destinations {}
+
+impl Destinations {
+    fn of(&self, pair: usize) -> Destination {
+        let (b, h) = (pair / self.heads, pair % self.heads);
+        let row_stride = self.heads * self.size;
+        Destination {
+            // In bounds: pair < batch * heads, so the offset lies inside the buffer.
+            start: self
+                .start
+                .wrapping_add(b * self.rows * row_stride + h * self.size),
+            rows: self.rows,
+            columns: self.size,
+            row_stride,
+        }
+    }
+}
+
+/// A product's `[rows, columns]` output: `rows` runs of `columns` elements, `row_stride` apart.
+struct Destination {
+    start: *mut f32,
+    rows: usize,
+    columns: usize,
+    row_stride: usize,
+}
+
 /// `out` (row-major `[a.rows, b.columns]`, every element written) = `a @ b`, on this thread:
 /// the callers already spread (batch row, head) pairs over the pool.
 fn multiply(out: &mut [f32], a: Matrix, b: Matrix) {
-    assert_eq!(a.columns, b.rows, "inner dimensions of a product");
     assert_eq!(out.len(), a.rows * b.columns, "a product's output length");
-    // The row-major constructor fixed each slice's length to rows * columns, so every strided
-    // read below stays inside it.
+    let destination = Destination {
+        start: out.as_mut_ptr(),
+        rows: a.rows,
+        columns: b.columns,
+        row_stride: b.columns,
+    };
+    // SAFETY: `out` is borrowed mutably for the call and holds all `rows * columns` elements.
+    unsafe { multiply_into(destination, a, b) }
+}
+
+/// [`multiply`] into `out`.
+///
+/// # Safety
+/// `out` addresses `rows` runs of `columns` writable elements that nothing else reads or
+/// writes during the call.
+unsafe fn multiply_into(out: Destination, a: Matrix, b: Matrix) {
+    assert_eq!(a.columns, b.rows, "inner dimensions of a product");
+    assert_eq!(
+        (out.rows, out.columns),
+        (a.rows, b.columns),
+        "a product's shape"
+    );
     let (m, n, k) = (a.rows, b.columns, a.columns);
-    // SAFETY: `a` and `b` address `rows * columns` elements of their own slices through their
-    // strides (checked at construction); gemm writes all `m * n` elements of `out` (`read_dst`
-    // is false) and reads nothing else.
+    // SAFETY: `a` and `b` read inside their slices (checked when they were built); gemm writes
+    // every element of `out` (`read_dst` is false) and nothing else, as the caller guarantees.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out.start,
             1,
-            n as isize,
+            out.row_stride as isize,
             false,
             a.values.as_ptr(),
             a.column_stride as isize,
@@ -403,8 +537,11 @@ mod tests {
     fn fused_attention_and_its_gradients_equal_burns_operator() {
         let device = Device::flex().autodiff();
         let n = SHAPE.iter().product();
+        // Heads as a projection's split gives them: a transposed view of [B, L, H, size].
         let tensor = |seed: u32| {
-            Tensor::<4>::from_data(TensorData::new(values(n, 2.0, seed), SHAPE), &device)
+            let [b, h, l, d] = SHAPE;
+            let data = TensorData::new(values(n, 2.0, seed), [b, l, h, d]);
+            Tensor::<4>::from_data(data, &device).swap_dims(1, 2)
         };
         let run = |fused: bool| {
             let (q, k, v) = (
@@ -436,9 +573,10 @@ mod tests {
         let device = Device::flex();
         // Two queries over five cached keys, as a cached pass computes them.
         let tensor = |seed: u32, length: usize| {
-            let shape = [2, 3, length, 8];
+            let shape = [2, length, 3, 8];
             let n = shape.iter().product();
             Tensor::<4>::from_data(TensorData::new(values(n, 2.0, seed), shape), &device)
+                .swap_dims(1, 2)
         };
         let (q, k, v) = (tensor(1, 2), tensor(2, 5), tensor(3, 5));
         let mask = mask(&device).slice([0..2, 0..1, 1..3, 0..5]);

@@ -34,7 +34,7 @@ pub fn rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
             primitive(sin.clone()),
         ) {
             let tables = Tables::new(cos, sin);
-            return Tensor::from_primitive::<Flex>(rotate(&contiguous(x), &tables, Turn::Forward));
+            return Tensor::from_primitive::<Flex>(rotate(&x, &tables, Turn::Forward));
         }
     }
     if on_cpu && device.is_autodiff() {
@@ -67,14 +67,12 @@ fn record(x: TrainedTensor, tables: Tables) -> TrainedTensor {
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let output = rotate(&contiguous(x.primitive().clone()), &tables, Turn::Forward);
+            let output = rotate(x.primitive(), &tables, Turn::Forward);
             prep.finish(tables, output)
         }
-        OpsKind::UnTracked(prep) => prep.finish(rotate(
-            &contiguous(x.into_primitive()),
-            &tables,
-            Turn::Forward,
-        )),
+        OpsKind::UnTracked(prep) => {
+            prep.finish(rotate(&x.into_primitive(), &tables, Turn::Forward))
+        }
     }
 }
 
@@ -106,7 +104,7 @@ impl Backward<Flex, 1> for RotaryBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let grad = grads.consume::<Flex>(&ops.node);
         if let [Some(node)] = ops.parents {
             grads.register::<Flex>(node.id, rotate(&grad, &ops.state, Turn::Backward));
         }
@@ -120,24 +118,36 @@ enum Turn {
     Backward,
 }
 
-/// `x` `[B, H, L, size]` (contiguous) rotated, into a fresh tensor of its shape.
+/// `x` `[B, H, L, size]` rotated, into a fresh contiguous tensor of its shape; `x` is read
+/// through its strides (the heads split from a projection are a transposed view).
 fn rotate(x: &FlexTensor, tables: &Tables, turn: Turn) -> FlexTensor {
-    let shape = x.layout().shape().clone();
+    let strides = x.layout().strides();
+    let x = if strides[3] == 1 && strides.iter().all(|&s| s >= 0) {
+        x.clone()
+    } else {
+        contiguous(x.clone())
+    };
+    let layout = x.layout();
+    let shape = layout.shape().clone();
     let (heads, length, size) = (shape[1], shape[2], shape[3]);
-    let (x_values, cos, sin) = (values(x), values(&tables.cos), values(&tables.sin));
+    let stride = |i: usize| layout.strides()[i] as usize;
+    let (storage, start) = (x.storage::<f32>(), layout.start_offset());
+    let (cos, sin) = (values(&tables.cos), values(&tables.sin));
     let mut output = vec![0.0f32; shape.num_elements()];
     output
         .par_chunks_mut(length * size)
-        .zip(x_values.par_chunks(length * size))
         .enumerate()
-        .for_each(|(pair, (out, x))| {
-            let row = pair / heads;
+        .for_each(|(pair, out)| {
+            let (row, head) = (pair / heads, pair % heads);
+            let x = &storage[start + row * stride(0) + head * stride(1)..];
+            let row_stride = stride(2);
             let cos = &cos[row * length * size..][..length * size];
             let sin = &sin[row * length * size..][..length * size];
             let backward = turn == Turn::Backward;
             widest_vectors!(rotate_rows(
                 out: &mut [f32],
                 x: &[f32],
+                row_stride: usize,
                 cos: &[f32],
                 sin: &[f32],
                 size: usize,
@@ -147,14 +157,23 @@ fn rotate(x: &FlexTensor, tables: &Tables, turn: Turn) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(output, shape))
 }
 
-/// Rows `size` wide, halves `a` and `b`. Forward: `[a c1 - b s1, b c2 + a s2]`; backward (the
+/// Rows `size` wide (those of `x` `row_stride` apart), halves `a` and `b`. Forward: `[a c1 - b s1, b c2 + a s2]`; backward (the
 /// transpose): `[a c1 + b s2, b c2 - a s1]`.
 #[inline(always)]
-fn rotate_rows(out: &mut [f32], x: &[f32], cos: &[f32], sin: &[f32], size: usize, backward: bool) {
+fn rotate_rows(
+    out: &mut [f32],
+    x: &[f32],
+    row_stride: usize,
+    cos: &[f32],
+    sin: &[f32],
+    size: usize,
+    backward: bool,
+) {
     let half = size / 2;
     let rows = out
         .chunks_exact_mut(size)
-        .zip(x.chunks_exact(size))
+        .enumerate()
+        .map(|(i, out)| (out, &x[i * row_stride..][..size]))
         .zip(cos.chunks_exact(size).zip(sin.chunks_exact(size)));
     for ((out, x), (cos, sin)) in rows {
         let (out_a, out_b) = out.split_at_mut(half);
@@ -210,7 +229,9 @@ mod tests {
             } else {
                 composed(x.clone(), cos, sin)
             };
-            let grads = (y * tensor(SHAPE, 4, &device)).sum().backward();
+            // Through a transposition, so the gradient reaches the rotation as a strided view.
+            let y = y.swap_dims(1, 2);
+            let grads = (y * tensor([2, 7, 3, 8], 4, &device)).sum().backward();
             x.grad(&grads).expect("a gradient").into_data()
         };
         gradient(true).assert_approx_eq::<f32>(
