@@ -305,9 +305,9 @@ fn a_sampler_the_corruption_cannot_drive_is_rejected_clearly() {
 
 /// The committed `models/shakespeare-flowlm` on held-out *Hamlet* (16 rows of 256 characters,
 /// 10% substituted), with the README's setting chosen on *Othello* (remask, edit threshold
-/// 0.07): it restores substitutions while leaving clean characters alone. On the README's 32
-/// rows it restores 48.5% and changes 1.4%; a sampler or model that rewrites freely, or one that
-/// never revises, fails one of the two bounds.
+/// 0.07): it restores substitutions while leaving clean characters alone. Measured on these rows:
+/// 63.0% restored, 0.9% changed (the README's 32 rows: 63.5%, 1.0%); the default replace rule at
+/// 0.3 changes 3.6% and fails, as would a model or sampler that never revises.
 #[test]
 fn the_committed_flowlm_model_restores_substitutions_in_an_unseen_play() {
     use flowlm::data::tokenize_cached;
@@ -328,12 +328,12 @@ fn the_committed_flowlm_model_restores_substitutions_in_an_unseen_play() {
     };
     let report = correction_benchmark(&saved, &documents, &options, &device, || {}).unwrap();
     assert!(
-        report.restored_share() >= 0.35,
+        report.restored_share() >= 0.55,
         "restored {:.3}",
         report.restored_share()
     );
     assert!(
-        report.wrongly_changed_share() <= 0.03,
+        report.wrongly_changed_share() <= 0.02,
         "changed {:.3}",
         report.wrongly_changed_share()
     );
