@@ -14,6 +14,10 @@
 //! The projections and the tied output head go through [`matmul`], which calls gemm into a fresh
 //! `f32` buffer (forward and backward) instead of burn-flex's zeroed-then-copied output.
 //!
+//! Attention (`attention`), the rotary embedding (`rotary`), the per-row cross-entropy
+//! (`cross_entropy`) and temperature-0 top choices (`top_choices`) follow the same pattern, one
+//! submodule each.
+//!
 //! Any other tensor -- the GPU, bf16 checkpoints, checkpointed autodiff -- takes burn's operators.
 
 use burn::backend::Flex;
