@@ -21,12 +21,14 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::module::attention as burn_attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
+use burn::tensor::{Bool, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::{TrainedTensor, exp, lanes_dot, lanes_max, lanes_sum, values, widest_vectors};
+use super::{
+    Placed, TrainedTensor, exp, lanes_dot, lanes_max, lanes_sum, placed, values, widest_vectors,
+};
 
 /// softmax(q k^T / sqrt(size), masked) v for `q` `[B, H, L, size]` and `k`, `v` `[B, H, K, size]`;
 /// `mask` broadcasts to `[B, 1 or H, L, K]` and is true where a query must not see a key (a row
@@ -40,42 +42,28 @@ pub fn attention(
     let [batch, heads, length, _] = q.dims();
     let keys = k.dims()[2];
     let shared_by_heads = mask.as_ref().is_none_or(|m| m.dims()[1] == 1);
-    let device = q.device();
-    let on_cpu = [&q, &k, &v].iter().all(|t| t.dtype() == DType::F32)
-        && device.clone().without_autodiff() == Device::flex();
-    if shared_by_heads && on_cpu {
-        // One `[B, L, K]` mask on the host, read by every head.
-        let blocked = |mask: Option<Tensor<4, Bool>>| {
-            mask.map(|m| {
-                let m = m.expand([batch, 1, length, keys]).into_data();
-                Arc::new(m.iter::<bool>().collect::<Vec<_>>())
-            })
-        };
-        if !device.is_autodiff() {
-            let primitive = |t: &Tensor<4>| t.clone().try_into_primitive::<Flex>().ok();
-            if let (Some(q), Some(k), Some(v)) = (primitive(&q), primitive(&k), primitive(&v)) {
-                let blocked = blocked(mask);
-                let heads = Heads::new(q, k, v);
-                let output = forward(&heads, blocked.as_deref().map(Vec::as_slice), false).0;
-                return Tensor::from_primitive::<Flex>(output);
-            }
-        } else if let Some((q, k, v)) = trained(&q, &k, &v) {
-            return Tensor::from_primitive::<Autodiff<Flex>>(record(q, k, v, blocked(mask)));
+    // One `[B, L, K]` mask on the host, read by every head.
+    let blocked = |mask: Option<Tensor<4, Bool>>| {
+        mask.map(|m| {
+            let m = m.expand([batch, 1, length, keys]).into_data();
+            Arc::new(m.iter::<bool>().collect::<Vec<_>>())
+        })
+    };
+    match placed([&q, &k, &v]) {
+        Placed::Plain([q, k, v]) if shared_by_heads => {
+            let blocked = blocked(mask);
+            let heads = Heads::new(q, k, v);
+            let output = forward(&heads, blocked.as_deref().map(Vec::as_slice), false).0;
+            Tensor::from_primitive::<Flex>(output)
+        }
+        Placed::Trained([q, k, v]) if shared_by_heads => {
+            Tensor::from_primitive::<Autodiff<Flex>>(record(q, k, v, blocked(mask)))
+        }
+        _ => {
+            let mask = mask.map(|m| m.expand([batch, heads, length, keys]));
+            burn_attention(q, k, v, mask, None, AttentionModuleOptions::default())
         }
     }
-    let mask = mask.map(|m| m.expand([batch, heads, length, keys]));
-    burn_attention(q, k, v, mask, None, AttentionModuleOptions::default())
-}
-
-/// The three tensors as CPU autodiff primitives (none with checkpointed autodiff, another
-/// backend type).
-fn trained(
-    q: &Tensor<4>,
-    k: &Tensor<4>,
-    v: &Tensor<4>,
-) -> Option<(TrainedTensor, TrainedTensor, TrainedTensor)> {
-    let primitive = |t: &Tensor<4>| t.clone().try_into_primitive::<Autodiff<Flex>>().ok();
-    Some((primitive(q)?, primitive(k)?, primitive(v)?))
 }
 
 /// Records the forward as one autodiff node that keeps its inputs and probabilities.
@@ -516,6 +504,7 @@ unsafe fn multiply_into(out: Destination, a: Matrix, b: Matrix) {
 mod tests {
     use super::*;
     use crate::model::fused::tests::values;
+    use burn::tensor::Device;
 
     const SHAPE: [usize; 4] = [2, 3, 5, 8];
 
@@ -550,7 +539,8 @@ mod tests {
                 tensor(3).require_grad(),
             );
             let output = if fused {
-                assert!(trained(&q, &k, &v).is_some(), "the fused path is taken");
+                let fused_path = matches!(placed([&q, &k, &v]), Placed::Trained(_));
+                assert!(fused_path, "the fused path is taken");
                 attention(q.clone(), k.clone(), v.clone(), Some(mask(&device)))
             } else {
                 let m = mask(&device).expand([2, 3, 5, 5]);

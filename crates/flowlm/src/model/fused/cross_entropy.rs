@@ -14,12 +14,14 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::{TrainedTensor, contiguous, exp, exp_sum, lanes_max, values, widest_vectors};
+use super::{
+    Placed, TrainedTensor, contiguous, exp, exp_sum, lanes_max, placed, values, widest_vectors,
+};
 
 /// `-ln softmax(logits[i])[targets[i]]` for each row of `logits` `[rows, vocab]` -> `[rows]`.
 ///
@@ -33,18 +35,15 @@ pub fn cross_entropy(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
         targets.iter().all(|&t| (t as usize) < vocab),
         "a target outside the vocabulary of {vocab}"
     );
-    let device = logits.device();
-    let on_cpu =
-        logits.dtype() == DType::F32 && device.clone().without_autodiff() == Device::flex();
-    if on_cpu && !device.is_autodiff() {
-        if let Ok(logits) = logits.clone().try_into_primitive::<Flex>() {
-            let rows = Rows::new(logits, targets);
-            return Tensor::from_primitive::<Flex>(rows.forward().0);
+    match placed([&logits]) {
+        Placed::Plain([logits]) => {
+            Tensor::from_primitive::<Flex>(Rows::new(logits, targets).forward().0)
         }
-    } else if on_cpu && let Ok(logits) = logits.clone().try_into_primitive::<Autodiff<Flex>>() {
-        return Tensor::from_primitive::<Autodiff<Flex>>(record(logits, targets));
+        Placed::Trained([logits]) => {
+            Tensor::from_primitive::<Autodiff<Flex>>(record(logits, targets))
+        }
+        Placed::Elsewhere => composed(logits, targets),
     }
-    composed(logits, targets)
 }
 
 /// burn's operators, for every other tensor (the GPU, bf16, checkpointed autodiff).
@@ -182,6 +181,7 @@ fn scaled_softmax(out: &mut [f32], row: &[f32], normaliser: f32, g: f32) {
 mod tests {
     use super::*;
     use crate::model::fused::tests::values;
+    use burn::tensor::Device;
 
     const ROWS: usize = 37;
     const VOCAB: usize = 1_003;

@@ -108,6 +108,43 @@ fn on_cpu<const D: usize, const E: usize>(a: Tensor<D>, b: Tensor<E>) -> Route<D
 
 type TrainedTensor = burn::backend::tensor::FloatTensor<Autodiff<Flex>>;
 
+/// Where a fused operator on `N` tensors of one rank runs, with their CPU primitives.
+enum Placed<const N: usize> {
+    /// All f32 on the CPU backend without autodiff (sampling).
+    Plain([FlexTensor; N]),
+    /// All f32 on the CPU backend under autodiff without checkpointing (training).
+    Trained([TrainedTensor; N]),
+    /// Anything else: the caller runs burn's operators on the tensors it still holds.
+    Elsewhere,
+}
+
+/// The primitives of `tensors` (cloned: buffers are shared, so this copies nothing) when a fused
+/// operator can take them.
+fn placed<const D: usize, const N: usize>(tensors: [&Tensor<D>; N]) -> Placed<N> {
+    let autodiff = tensors.first().is_some_and(|t| t.device().is_autodiff());
+    let fusable = tensors.iter().all(|t| {
+        let device = t.device();
+        t.dtype() == DType::F32
+            && device.is_autodiff() == autodiff
+            && device.without_autodiff() == Device::flex()
+    });
+    if !fusable {
+        return Placed::Elsewhere;
+    }
+    // Checkpointed autodiff is another backend type: its conversion fails.
+    fn every<T, const N: usize>(primitives: [Option<T>; N]) -> Option<[T; N]> {
+        let primitives: Vec<T> = primitives.into_iter().collect::<Option<_>>()?;
+        primitives.try_into().ok()
+    }
+    if autodiff {
+        every(tensors.map(|t| t.clone().try_into_primitive::<Autodiff<Flex>>().ok()))
+            .map_or(Placed::Elsewhere, Placed::Trained)
+    } else {
+        every(tensors.map(|t| t.clone().try_into_primitive::<Flex>().ok()))
+            .map_or(Placed::Elsewhere, Placed::Plain)
+    }
+}
+
 /// Records `forward(a, b)` as one autodiff node whose backward is `op`, which reads both inputs'
 /// values. A tracked input keeps its buffer for the backward pass, so `forward` then gets shared
 /// buffers (an in-place kernel copies first).

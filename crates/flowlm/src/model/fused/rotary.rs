@@ -12,43 +12,26 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{TrainedTensor, contiguous, values, widest_vectors};
+use super::{Placed, TrainedTensor, contiguous, placed, values, widest_vectors};
 
 /// `x * cos + rotate_half(x) * sin` for heads `x` `[B, H, L, size]` and tables `cos`, `sin`
 /// `[B, 1, L, size]` (constants: no gradient reaches them).
 pub fn rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
-    let device = x.device();
-    let on_cpu = x.dtype() == DType::F32
-        && cos.dtype() == DType::F32
-        && sin.dtype() == DType::F32
-        && device.clone().without_autodiff() == Device::flex();
-    if on_cpu && !device.is_autodiff() {
-        let primitive = |t: Tensor<4>| t.try_into_primitive::<Flex>().ok();
-        if let (Some(x), Some(cos), Some(sin)) = (
-            primitive(x.clone()),
-            primitive(cos.clone()),
-            primitive(sin.clone()),
-        ) {
+    match placed([&x, &cos, &sin]) {
+        Placed::Plain([x, cos, sin]) => {
             let tables = Tables::new(cos, sin);
-            return Tensor::from_primitive::<Flex>(rotate(&x, &tables, Turn::Forward));
+            Tensor::from_primitive::<Flex>(rotate(&x, &tables, Turn::Forward))
         }
-    }
-    if on_cpu && device.is_autodiff() {
-        let primitive = |t: Tensor<4>| t.try_into_primitive::<Autodiff<Flex>>().ok();
-        if let (Some(x), Some(cos), Some(sin)) = (
-            primitive(x.clone()),
-            primitive(cos.clone()),
-            primitive(sin.clone()),
-        ) {
+        Placed::Trained([x, cos, sin]) => {
             let tables = Tables::new(cos.into_primitive(), sin.into_primitive());
-            return Tensor::from_primitive::<Autodiff<Flex>>(record(x, tables));
+            Tensor::from_primitive::<Autodiff<Flex>>(record(x, tables))
         }
+        Placed::Elsewhere => composed(x, cos, sin),
     }
-    composed(x, cos, sin)
 }
 
 /// burn's operators, for every other tensor (the GPU, bf16, checkpointed autodiff).
@@ -197,6 +180,7 @@ fn rotate_rows(
 mod tests {
     use super::*;
     use crate::model::fused::tests::values;
+    use burn::tensor::Device;
 
     const SHAPE: [usize; 4] = [2, 3, 7, 8];
     const TABLES: [usize; 4] = [2, 1, 7, 8];

@@ -7,22 +7,20 @@
 //! finds the maximum and one sums the shifted exponentials; only `[batch, columns]` values are
 //! returned.
 
-use burn::backend::Flex;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::{contiguous, exp_sum, lanes_max, values, widest_vectors};
+use super::{Placed, contiguous, exp_sum, lanes_max, placed, values, widest_vectors};
 
 /// Per row of `logits` `[B, L, V]` (row-major over B and L): the first most probable token other
 /// than `forbidden` and its softmax probability over the vocabulary without `forbidden`; `None`
 /// unless the logits are f32 on the CPU backend without autodiff (the caller's operators then
 /// compute the same figures).
 pub fn top_choices(logits: &Tensor<3>, forbidden: u32) -> Option<(Vec<u32>, Vec<f64>)> {
-    let device = logits.device();
-    if logits.dtype() != DType::F32 || device.is_autodiff() || device != Device::flex() {
+    let Placed::Plain([logits]) = placed([logits]) else {
         return None;
-    }
-    let logits = contiguous(logits.clone().try_into_primitive::<Flex>().ok()?);
+    };
+    let logits = contiguous(logits);
     let vocab = logits.layout().shape()[2];
     let forbidden = forbidden as usize;
     let (tokens, probabilities) = values(&logits)
@@ -53,7 +51,7 @@ fn top(row: &[f32], forbidden: usize) -> (u32, f64) {
 mod tests {
     use super::*;
     use crate::model::fused::tests::values;
-    use burn::tensor::TensorData;
+    use burn::tensor::{Device, TensorData};
 
     #[test]
     fn fused_top_choices_take_the_first_maximum_and_skip_the_forbidden_token() {
