@@ -264,3 +264,31 @@ fn a_recipe_without_a_sampler_section_samples_with_its_corruptions_sampler() {
     let named = parse("[corruption]\nkind = \"uniform\"\n[sampler]\nsampler = \"greedy\"\n");
     assert_eq!(named.sampler.sampler, "greedy");
 }
+
+/// A model continued with `--init` records where it started, and that model's own record, so
+/// its `flowlm.json` accounts for every step it was trained on.
+#[test]
+fn a_continued_model_records_the_training_it_started_from() {
+    let dir = common::scratch("lineage");
+    std::fs::write(dir.join("corpus.txt"), LINE.repeat(100)).unwrap();
+    let recipe = tiny_recipe(&dir.join("corpus.txt"), 12, "");
+    train(&recipe, &options(&dir.join("first"), false), &mut |_| {}).unwrap();
+    let first = dir.join("first").join("checkpoint");
+    let continued = TrainOptions {
+        init: Some(first.clone()),
+        ..options(&dir.join("second"), false)
+    };
+    let recipe = tiny_recipe(&dir.join("corpus.txt"), 5, "");
+    train(&recipe, &continued, &mut |_| {}).unwrap();
+    let saved =
+        SavedModel::load(&dir.join("second").join("checkpoint"), &Device::flex()).unwrap();
+    let training = &saved.metadata.training;
+    assert_eq!(training["steps"], 5);
+    assert_eq!(training["init"]["steps"], 12);
+    assert_eq!(
+        training["init"]["model"],
+        first.display().to_string(),
+        "{training}"
+    );
+    assert!(training["init"]["tokens_seen"].as_u64().unwrap() > 0);
+}

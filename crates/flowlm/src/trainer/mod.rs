@@ -462,9 +462,15 @@ fn train_flowlm(
     log: &mut dyn FnMut(&str),
 ) -> Result<TrainOutcome> {
     let run = &options.run_dir;
-    let (tokenizer, config, weights) = match start {
+    let (tokenizer, config, weights, lineage) = match start {
         Start::Flowlm(dir) => {
             let saved = crate::model::SavedModel::load(dir, &options.device)?;
+            // A resumed run keeps its checkpoint's record of where it started.
+            let lineage = if options.resume {
+                saved.metadata.training.get("init").cloned()
+            } else {
+                Some(init_record(dir, &saved.metadata.training))
+            };
             if saved.config.max_position_embeddings < recipe.data.sequence_length {
                 return Err(FlowError::config(
                     "data.sequence_length",
@@ -477,7 +483,7 @@ fn train_flowlm(
                 ));
             }
             let weights = dir.join(crate::model::saved::WEIGHTS_FILE);
-            (saved.tokenizer, saved.config, Some(weights))
+            (saved.tokenizer, saved.config, Some(weights), lineage)
         }
         _ => {
             log(&format!(
@@ -492,7 +498,7 @@ fn train_flowlm(
             )?;
             let config = model_config(recipe, tokenizer.vocab_size());
             config.validate()?;
-            (tokenizer, config, None)
+            (tokenizer, config, None, None)
         }
     };
     let special = tokenizer.special();
@@ -542,6 +548,9 @@ fn train_flowlm(
             "validation_loss": state.validation_losses.last().map(|v| v.1),
             "elapsed_seconds": state.elapsed_seconds,
         });
+        if let Some(lineage) = &lineage {
+            metadata.training["init"] = lineage.clone();
+        }
         crate::model::SavedModel::save_parts(dir, &config, &metadata, &tokenizer, model)
     };
     let denoiser = |model: &DiffusionTransformer, device: &Device| -> Result<Box<dyn Denoiser>> {
@@ -551,6 +560,18 @@ fn train_flowlm(
         }))
     };
     steps.run(model, &write_model, &denoiser, log)
+}
+
+/// What a run continued with `--init` started from: the model directory and that model's own
+/// training record (which names its own start in turn), so a model's `flowlm.json` tells every
+/// step and token it was trained on.
+fn init_record(dir: &Path, training: &serde_json::Value) -> serde_json::Value {
+    let mut record = match training {
+        serde_json::Value::Object(fields) => fields.clone(),
+        _ => serde_json::Map::new(),
+    };
+    record.insert("model".into(), dir.display().to_string().into());
+    serde_json::Value::Object(record)
 }
 
 /// Fine-tunes a pretrained family's checkpoint (`--init`), or resumes such a run.
