@@ -1,4 +1,4 @@
-//! Scaled dot-product attention for training on the CPU backend, forward and backward in one
+//! Scaled dot-product attention on the CPU backend, forward and backward in one
 //! operator.
 //!
 //! Under autodiff burn runs attention as its fallback composition: a batched `q k^T`, a scale, a
