@@ -280,8 +280,7 @@ fn a_continued_model_records_the_training_it_started_from() {
     };
     let recipe = tiny_recipe(&dir.join("corpus.txt"), 5, "");
     train(&recipe, &continued, &mut |_| {}).unwrap();
-    let saved =
-        SavedModel::load(&dir.join("second").join("checkpoint"), &Device::flex()).unwrap();
+    let saved = SavedModel::load(&dir.join("second").join("checkpoint"), &Device::flex()).unwrap();
     let training = &saved.metadata.training;
     assert_eq!(training["steps"], 5);
     assert_eq!(training["init"]["steps"], 12);
