@@ -24,8 +24,23 @@ pub fn weighted_cross_entropy(
         .iter::<i64>()
         .map(|t| t as u32)
         .collect();
-    let per_position = cross_entropy(logits.reshape([batch * length, vocab]), &targets);
-    (per_position.reshape([batch, length]) * weights)
+    let logits = logits.reshape([batch * length, vocab]);
+    weighted_rows(
+        logits,
+        &targets,
+        weights.reshape([batch * length]),
+        normalizer,
+    )
+}
+
+/// [`weighted_cross_entropy`] over rows of logits `[N, V]` with host targets and weights `[N]`.
+fn weighted_rows(
+    logits: Tensor<2>,
+    targets: &[u32],
+    weights: Tensor<1>,
+    normalizer: f32,
+) -> Tensor<1> {
+    (cross_entropy(logits, targets) * weights)
         .sum()
         .div_scalar(normalizer)
 }
@@ -127,22 +142,14 @@ pub fn token_cross_entropy(
         device,
     );
     let logits = model.scored_logits(ids, time, index)?;
-    let targets: Vec<i64> = scored
-        .iter()
-        .map(|&i| corrupted.targets[i] as i64)
-        .collect();
-    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [1, n]), device);
-    let weights = Tensor::<2>::from_data(
-        TensorData::new(
-            scored.iter().map(|&i| corrupted.weights[i]).collect(),
-            [1, n],
-        ),
+    let targets: Vec<u32> = scored.iter().map(|&i| corrupted.targets[i]).collect();
+    let weights = Tensor::<1>::from_data(
+        TensorData::new(scored.iter().map(|&i| corrupted.weights[i]).collect(), [n]),
         device,
     );
-    let vocab = logits.dims()[1];
-    Ok(weighted_cross_entropy(
-        logits.reshape([1, n, vocab]),
-        targets,
+    Ok(weighted_rows(
+        logits,
+        &targets,
         weights,
         corrupted.normalizer,
     ))

@@ -27,7 +27,8 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use super::{
-    Placed, TrainedTensor, exp, lanes_dot, lanes_max, lanes_sum, placed, values, widest_vectors,
+    Placed, TrainedTensor, exp, lanes_dot, lanes_max, lanes_sum, placed, readable, register,
+    values, widest_vectors,
 };
 
 /// softmax(q k^T / sqrt(size), masked) v for `q` `[B, H, L, size]` and `k`, `v` `[B, H, K, size]`;
@@ -144,16 +145,6 @@ impl Heads {
     }
 }
 
-/// `t` itself, or a copy when a stride is negative (a flipped view), so that every stride reads
-/// forward from the view's start.
-fn readable(t: FlexTensor) -> FlexTensor {
-    if t.layout().strides().iter().all(|&s| s >= 0) {
-        t
-    } else {
-        t.to_contiguous()
-    }
-}
-
 /// Pair `pair`'s `[rows, size]` matrix of `t` `[B, H, rows, size]` (strides all non-negative).
 fn head_matrix(t: &FlexTensor, heads: usize, pair: usize) -> Matrix<'_> {
     let layout = t.layout();
@@ -235,11 +226,7 @@ impl Backward<Flex, 3> for AttentionBackward {
     ) {
         let grad = readable(grads.consume::<Flex>(&ops.node));
         let gradients = gradients(&ops.state, &grad);
-        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, gradient);
-            }
-        }
+        register(grads, &ops, gradients);
     }
 }
 

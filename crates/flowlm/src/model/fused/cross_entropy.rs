@@ -20,7 +20,8 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use super::{
-    Placed, TrainedTensor, contiguous, exp, exp_sum, lanes_max, placed, values, widest_vectors,
+    Placed, TrainedTensor, contiguous, exp, exp_sum, lanes_max, placed, register, values,
+    widest_vectors,
 };
 
 /// `-ln softmax(logits[i])[targets[i]]` for each row of `logits` `[rows, vocab]` -> `[rows]`.
@@ -37,7 +38,7 @@ pub fn cross_entropy(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
     );
     match placed([&logits]) {
         Placed::Plain([logits]) => {
-            Tensor::from_primitive::<Flex>(Rows::new(logits, targets).forward().0)
+            Tensor::from_primitive::<Flex>(Rows::new(logits, targets).forward())
         }
         Placed::Trained([logits]) => {
             Tensor::from_primitive::<Autodiff<Flex>>(record(logits, targets))
@@ -71,17 +72,17 @@ fn record(logits: TrainedTensor, targets: &[u32]) -> TrainedTensor {
     {
         OpsKind::Tracked(prep) => {
             let mut rows = Rows::new(logits.primitive().clone(), targets);
-            let (losses, normalisers) = rows.forward();
-            rows.normalisers = normalisers;
+            let losses = rows.forward();
             prep.finish(rows, losses)
         }
         OpsKind::UnTracked(prep) => {
-            prep.finish(Rows::new(logits.into_primitive(), targets).forward().0)
+            prep.finish(Rows::new(logits.into_primitive(), targets).forward())
         }
     }
 }
 
-/// The logits (contiguous), their targets and, after the forward, each row's log-normaliser.
+/// The logits (contiguous), their targets and, once [`Rows::forward`] ran, each row's
+/// log-normaliser.
 #[derive(Debug, Clone)]
 struct Rows {
     logits: FlexTensor,
@@ -102,8 +103,8 @@ impl Rows {
         self.logits.layout().shape()[1]
     }
 
-    /// The losses `[rows]` and the log-normalisers.
-    fn forward(&self) -> (FlexTensor, Arc<Vec<f32>>) {
+    /// The losses `[rows]`; keeps the log-normalisers for the gradient.
+    fn forward(&mut self) -> FlexTensor {
         let vocab = self.vocab();
         let normalisers: Vec<f32> = values(&self.logits)
             .par_chunks(vocab)
@@ -115,11 +116,9 @@ impl Rows {
             .zip(&normalisers)
             .map(|((row, &target), &normaliser)| normaliser - row[target as usize])
             .collect();
+        self.normalisers = Arc::new(normalisers);
         let count = losses.len();
-        (
-            FlexTensor::from_data(TensorData::new(losses, [count])),
-            Arc::new(normalisers),
-        )
+        FlexTensor::from_data(TensorData::new(losses, [count]))
     }
 
     /// `grad[i] * (softmax(row i) - one_hot(target i))`, `[rows, vocab]`.
@@ -157,9 +156,7 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         let grad = contiguous(grads.consume::<Flex>(&ops.node));
-        if let [Some(node)] = ops.parents {
-            grads.register::<Flex>(node.id, ops.state.gradient(values(&grad)));
-        }
+        register(grads, &ops, [ops.state.gradient(values(&grad))]);
     }
 }
 

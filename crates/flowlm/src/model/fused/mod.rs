@@ -182,6 +182,25 @@ fn recorded_values(
     (a, b, grads.consume::<Flex>(&ops.node))
 }
 
+/// Registers the gradient of each of a node's inputs, for the inputs that are tracked.
+fn register<S, const N: usize>(grads: &mut Gradients, ops: &Ops<S, N>, gradients: [FlexTensor; N]) {
+    for (node, gradient) in ops.parents.iter().zip(gradients) {
+        if let Some(node) = node {
+            grads.register::<Flex>(node.id, gradient);
+        }
+    }
+}
+
+/// `t` itself, or a copy when a stride is negative (a flipped view), so that every stride reads
+/// forward from the view's start.
+fn readable(t: FlexTensor) -> FlexTensor {
+    if t.layout().strides().iter().all(|&s| s >= 0) {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
 #[derive(Debug)]
 struct SwigluBackward;
 
@@ -197,13 +216,7 @@ impl Backward<Flex, 2> for SwigluBackward {
     ) {
         let (gate, up, grad) = recorded_values(&ops, grads, checkpointer);
         let (d_gate, d_up) = swiglu_gradients(gate, up, grad);
-        let [gate_node, up_node] = ops.parents;
-        if let Some(node) = gate_node {
-            grads.register::<Flex>(node.id, d_gate);
-        }
-        if let Some(node) = up_node {
-            grads.register::<Flex>(node.id, d_up);
-        }
+        register(grads, &ops, [d_gate, d_up]);
     }
 }
 

@@ -16,7 +16,9 @@ use burn::tensor::{Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{Placed, TrainedTensor, contiguous, placed, values, widest_vectors};
+use super::{
+    Placed, TrainedTensor, contiguous, placed, readable, register, values, widest_vectors,
+};
 
 /// `x * cos + rotate_half(x) * sin` for heads `x` `[B, H, L, size]` and tables `cos`, `sin`
 /// `[B, 1, L, size]` (constants: no gradient reaches them).
@@ -88,9 +90,7 @@ impl Backward<Flex, 1> for RotaryBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         let grad = grads.consume::<Flex>(&ops.node);
-        if let [Some(node)] = ops.parents {
-            grads.register::<Flex>(node.id, rotate(&grad, &ops.state, Turn::Backward));
-        }
+        register(grads, &ops, [rotate(&grad, &ops.state, Turn::Backward)]);
     }
 }
 
@@ -104,9 +104,9 @@ enum Turn {
 /// `x` `[B, H, L, size]` rotated, into a fresh contiguous tensor of its shape; `x` is read
 /// through its strides (the heads split from a projection are a transposed view).
 fn rotate(x: &FlexTensor, tables: &Tables, turn: Turn) -> FlexTensor {
-    let strides = x.layout().strides();
-    let x = if strides[3] == 1 && strides.iter().all(|&s| s >= 0) {
-        x.clone()
+    // Rows are read as runs, so the last dimension must be dense.
+    let x = if x.layout().strides()[3] == 1 {
+        readable(x.clone())
     } else {
         contiguous(x.clone())
     };
@@ -140,8 +140,8 @@ fn rotate(x: &FlexTensor, tables: &Tables, turn: Turn) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(output, shape))
 }
 
-/// Rows `size` wide (those of `x` `row_stride` apart), halves `a` and `b`. Forward: `[a c1 - b s1, b c2 + a s2]`; backward (the
-/// transpose): `[a c1 + b s2, b c2 - a s1]`.
+/// Rows `size` wide (those of `x` `row_stride` apart), halves `a` and `b`. Forward:
+/// `[a c1 - b s1, b c2 + a s2]`; backward (the transpose): `[a c1 + b s2, b c2 - a s1]`.
 #[inline(always)]
 fn rotate_rows(
     out: &mut [f32],
