@@ -61,6 +61,18 @@ fn main() {
     flowlm::cpu::configure_compute_threads();
     let cli = Cli::parse();
     let result = match cli.command {
+        // The server's HTTP threads wait on sockets; its engine thread moves onto the pool.
+        command @ Command::Serve(_) => run(command),
+        command => flowlm::cpu::on_compute_threads(|| run(command)),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Train(args) => commands::train::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::Plot(args) => commands::plot::run(args),
@@ -72,9 +84,5 @@ fn main() {
         Command::TrainPolicy(args) => commands::train_policy::run(args),
         Command::Align(args) => commands::align::run(args),
         Command::Serve(args) => commands::serve::run(args),
-    };
-    if let Err(error) = result {
-        eprintln!("error: {error:#}");
-        std::process::exit(1);
     }
 }

@@ -146,16 +146,20 @@ impl Engine {
         std::thread::Builder::new()
             .name("flowlm-engine".into())
             .spawn(move || {
-                let model = match OpenedModel::open(&model, &device) {
-                    Ok(model) => model,
-                    Err(e) => {
-                        let _ = opened.send(Err(e));
-                        return;
-                    }
-                };
-                let info = Arc::new(model_info(&model));
-                let _ = opened.send(Ok(info.clone()));
-                decode_forever(&*model.denoiser, &info, &worker_metrics, receiver, options);
+                // Decoding runs on a compute pool thread, so each operator's parallel parts
+                // start from there (flowlm::cpu::on_compute_threads says why).
+                flowlm::cpu::on_compute_threads(move || {
+                    let model = match OpenedModel::open(&model, &device) {
+                        Ok(model) => model,
+                        Err(e) => {
+                            let _ = opened.send(Err(e));
+                            return;
+                        }
+                    };
+                    let info = Arc::new(model_info(&model));
+                    let _ = opened.send(Ok(info.clone()));
+                    decode_forever(&*model.denoiser, &info, &worker_metrics, receiver, options);
+                })
             })
             .map_err(|e| flowlm::FlowError::Unsupported(format!("starting the engine: {e}")))?;
         let info = ready.recv().map_err(|_| {
