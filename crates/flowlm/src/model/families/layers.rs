@@ -9,8 +9,8 @@ use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor};
 /// A weight matrix as the checkpoint stores it, `[rows, columns]` (a linear layer's
 /// `[out, in]`, an embedding table's `[vocab, hidden]`), in its stored precision: f16 and bf16
 /// stay 16-bit in memory ([`Weights::matrix`]) and are widened to f32 when a product reads
-/// them. Widening is exact, so the results equal those of weights widened at load; the cost is
-/// one conversion of the matrix per product.
+/// them ([`crate::model::fused::stored_matmul`], block by block on the CPU). Widening is exact,
+/// so the results equal those of weights widened at load.
 #[derive(Clone)]
 pub struct Matrix(Tensor<2>);
 
@@ -19,17 +19,12 @@ impl Matrix {
         Ok(Self(weights.matrix(name, shape, device)?))
     }
 
-    fn widened(&self) -> Tensor<2> {
-        if self.0.dtype() == DType::F32 {
-            self.0.clone()
-        } else {
-            self.0.clone().cast(FloatDType::F32)
-        }
-    }
-
     /// `x @ M^T`: `[B, L, columns]` -> `[B, L, rows]`.
     pub fn apply(&self, x: Tensor<3>) -> Tensor<3> {
-        project(x, &self.widened().transpose())
+        let [batch, length, columns] = x.dims();
+        let rows = self.0.dims()[0];
+        crate::model::fused::stored_matmul(x.reshape([batch * length, columns]), &self.0)
+            .reshape([batch, length, rows])
     }
 
     /// The rows `ids` `[B, L]` picks, `[B, L, columns]` in f32 (an embedding lookup).
@@ -81,19 +76,6 @@ impl Linear {
             None => y,
         }
     }
-}
-
-/// `x` `[B, L, in]` times `weight` `[in, out]` as one 2-D product: the weight is a transposed
-/// view of the checkpoint's `[out, in]` matrix, which a 2-D product reads through strides,
-/// while a broadcast 3-D product copies it on every call (most of a short pass's time). (A
-/// contiguous `[in, out]` copy is slower still: the product then skips packing it and its
-/// kernel reads the weight with a large stride.) On the CPU backend the product is
-/// [`crate::model::fused::matmul`], which writes gemm's output without burn-flex's extra copy.
-fn project(x: Tensor<3>, weight: &Tensor<2>) -> Tensor<3> {
-    let [batch, length, inputs] = x.dims();
-    let outputs = weight.dims()[1];
-    crate::model::fused::matmul(x.reshape([batch * length, inputs]), weight.clone())
-        .reshape([batch, length, outputs])
 }
 
 /// Layer normalisation with a learned scale and an optional shift (ModernBERT has none). Old

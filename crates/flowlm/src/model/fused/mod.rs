@@ -16,9 +16,10 @@
 //!
 //! Attention (`attention`), the rotary embedding (`rotary`), the per-row cross-entropy
 //! (`cross_entropy`) and temperature-0 top choices (`top_choices`) follow the same pattern, one
-//! submodule each.
+//! submodule each; `stored_matmul` multiplies by a pretrained checkpoint's matrix as stored
+//! (`[out, in]`, f16 and bf16 included).
 //!
-//! Any other tensor -- the GPU, bf16 checkpoints, checkpointed autodiff -- takes burn's operators.
+//! Any other tensor -- the GPU, bf16 activations, checkpointed autodiff -- takes burn's operators.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -35,10 +36,12 @@ use rayon::prelude::*;
 mod attention;
 mod cross_entropy;
 mod rotary;
+mod stored_matmul;
 mod top_choices;
 pub use attention::attention;
 pub use cross_entropy::cross_entropy;
 pub use rotary::rotary;
+pub use stored_matmul::stored_matmul;
 pub use top_choices::top_choices;
 
 /// Elements per rayon task: large enough that scheduling costs little, small enough that a
