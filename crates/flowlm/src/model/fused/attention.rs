@@ -13,6 +13,7 @@
 //! without autodiff computes its scores with scalar loops and `expf` (3-4% of a batch-1
 //! generation profile). The GPU, bf16 and checkpointed autodiff keep burn's operator.
 
+use super::strided::{Destination, Matrix, multiply, multiply_into};
 use burn::backend::Flex;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -307,55 +308,6 @@ fn softmax_gradient_rows(d_p: &mut [f32], p: &[f32], width: usize, scale: f32) {
     }
 }
 
-/// A matrix read from a slice: element (i, j) at `i * row_stride + j * column_stride`.
-#[derive(Clone, Copy)]
-struct Matrix<'a> {
-    values: &'a [f32],
-    rows: usize,
-    columns: usize,
-    row_stride: usize,
-    column_stride: usize,
-}
-
-impl<'a> Matrix<'a> {
-    fn row_major(values: &'a [f32], rows: usize, columns: usize) -> Self {
-        assert_eq!(values.len(), rows * columns, "a row-major matrix's length");
-        Self::strided(values, rows, columns, columns, 1)
-    }
-
-    /// # Panics
-    /// When an element falls outside `values`, so that products read inside it only.
-    fn strided(
-        values: &'a [f32],
-        rows: usize,
-        columns: usize,
-        row_stride: usize,
-        column_stride: usize,
-    ) -> Self {
-        if rows > 0 && columns > 0 {
-            let last = (rows - 1) * row_stride + (columns - 1) * column_stride;
-            assert!(last < values.len(), "a strided matrix inside its values");
-        }
-        Self {
-            values,
-            rows,
-            columns,
-            row_stride,
-            column_stride,
-        }
-    }
-
-    fn transposed(self) -> Self {
-        Self {
-            rows: self.columns,
-            columns: self.rows,
-            row_stride: self.column_stride,
-            column_stride: self.row_stride,
-            ..self
-        }
-    }
-}
-
 /// A `[B, H, rows, size]` result stored as `[B, rows, H, size]`: in that order a head's rows are
 /// already where the caller's `swap_dims(1, 2)` and reshape to `[B, rows, H * size]` (the next
 /// projection's input, or the split's gradient) need them, so neither copies.
@@ -422,68 +374,6 @@ impl Destinations {
             columns: self.size,
             row_stride,
         }
-    }
-}
-
-/// A product's `[rows, columns]` output: `rows` runs of `columns` elements, `row_stride` apart.
-struct Destination {
-    start: *mut f32,
-    rows: usize,
-    columns: usize,
-    row_stride: usize,
-}
-
-/// `out` (row-major `[a.rows, b.columns]`, every element written) = `a @ b`, on this thread:
-/// the callers already spread (batch row, head) pairs over the pool.
-fn multiply(out: &mut [f32], a: Matrix, b: Matrix) {
-    assert_eq!(out.len(), a.rows * b.columns, "a product's output length");
-    let destination = Destination {
-        start: out.as_mut_ptr(),
-        rows: a.rows,
-        columns: b.columns,
-        row_stride: b.columns,
-    };
-    // SAFETY: `out` is borrowed mutably for the call and holds all `rows * columns` elements.
-    unsafe { multiply_into(destination, a, b) }
-}
-
-/// [`multiply`] into `out`.
-///
-/// # Safety
-/// `out` addresses `rows` runs of `columns` writable elements that nothing else reads or
-/// writes during the call.
-unsafe fn multiply_into(out: Destination, a: Matrix, b: Matrix) {
-    assert_eq!(a.columns, b.rows, "inner dimensions of a product");
-    assert_eq!(
-        (out.rows, out.columns),
-        (a.rows, b.columns),
-        "a product's shape"
-    );
-    let (m, n, k) = (a.rows, b.columns, a.columns);
-    // SAFETY: `a` and `b` read inside their slices (checked when they were built); gemm writes
-    // every element of `out` (`read_dst` is false) and nothing else, as the caller guarantees.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.start,
-            1,
-            out.row_stride as isize,
-            false,
-            a.values.as_ptr(),
-            a.column_stride as isize,
-            a.row_stride as isize,
-            b.values.as_ptr(),
-            b.column_stride as isize,
-            b.row_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

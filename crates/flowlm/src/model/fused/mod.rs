@@ -37,6 +37,7 @@ mod attention;
 mod cross_entropy;
 mod rotary;
 mod stored_matmul;
+mod strided;
 mod top_choices;
 pub use attention::attention;
 pub use cross_entropy::cross_entropy;

@@ -9,6 +9,7 @@
 //! Blocks are spread over the rayon pool, one single-threaded gemm each. The weight is read once,
 //! in its own precision; the values are those of the widened product (widening is exact).
 
+use super::strided::{Destination, Matrix, multiply_into};
 use super::{FlexTensor, rows};
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 use burn_flex::Flex;
@@ -58,42 +59,31 @@ fn product(x: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
         "inner dimensions of a product"
     );
     let block = block_rows(n, k, rayon::current_num_threads());
-    let x_values = &x.storage::<f32>()[x.layout().start_offset()..];
+    let x_values = &x.storage::<f32>()[x.layout().start_offset()..][..m * k];
     let mut output: Vec<f32> = Vec::with_capacity(m * n);
-    let output_start = SharedOutput(output.as_mut_ptr());
+    let whole = Destination {
+        start: output.as_mut_ptr(),
+        rows: m,
+        columns: n,
+        row_stride: n,
+    };
     (0..n.div_ceil(block))
         .into_par_iter()
         .with_max_len(1)
         .for_each_init(Vec::new, |panel: &mut Vec<f32>, index| {
             let columns = index * block..((index + 1) * block).min(n);
             widen_rows(weight, columns.clone(), k, panel);
-            // SAFETY: `x_values` holds `m * k` row-major values and `panel` `columns.len() * k`
-            // (the rows of `W`, read as the columns of the right-hand side). gemm writes the
-            // `m x columns.len()` block starting at column `columns.start` of the row-major
-            // `m x n` output, whose capacity is reserved; blocks write disjoint columns.
+            // The panel holds rows of `W`: read transposed, they are the block's columns.
+            let rows_of_w = Matrix::row_major(panel, columns.len(), k).transposed();
+            // SAFETY: the output's capacity holds `m * n` values, and each block writes only
+            // its own columns of them.
             unsafe {
-                gemm::gemm(
-                    m,
-                    columns.len(),
-                    k,
-                    output_start.at(columns.start),
-                    1,
-                    n as isize,
-                    false,
-                    x_values.as_ptr(),
-                    1,
-                    k as isize,
-                    panel.as_ptr(),
-                    k as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+                multiply_into(
+                    whole.columns(columns),
+                    Matrix::row_major(x_values, m, k),
+                    rows_of_w,
+                )
+            };
         });
     // SAFETY: the blocks cover columns 0..n of every row, so all `m * n` values were written.
     unsafe { output.set_len(m * n) };
@@ -120,21 +110,6 @@ fn widen_rows(weight: &FlexTensor, rows: std::ops::Range<usize>, k: usize, panel
         DType::F16 => weight.storage::<f16>()[span].convert_to_f32_slice(panel),
         DType::BF16 => weight.storage::<bf16>()[span].convert_to_f32_slice(panel),
         other => unreachable!("stored_matmul admits f32, f16 and bf16 weights, not {other:?}"),
-    }
-}
-
-/// The output buffer's start, shared by the blocks that each write their own columns.
-#[derive(Clone, Copy)]
-struct SharedOutput(*mut f32);
-
-// SAFETY: the blocks write disjoint columns of the buffer and nothing reads it until they end.
-unsafe impl Send for SharedOutput {}
-unsafe impl Sync for SharedOutput {}
-
-impl SharedOutput {
-    /// The buffer's address `offset` values in (within its reserved capacity).
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
     }
 }
 
